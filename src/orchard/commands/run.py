@@ -1,0 +1,85 @@
+"""`orchard run`: the featurization pipeline."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from orchard.config import DEFAULT_MASTER, RunConfig, build_config, load_config_file
+
+HELP = "featurize a folder of fruit images: load -> preprocess -> CNN features -> PCA -> Parquet"
+EPILOG = """\
+input layout: <root>/<Split>/<Class>/<image> (Fruits-360) or <root>/<Class>/<image>;
+images are .jpg/.jpeg/.png in any letter case, other files are counted as ignored.
+output: features/ and errors/ (Parquet), pca_model/ (Spark PCAModel), run.json, pca_scree.png.
+example: orchard run --input ../shared/data/fruits-360-sample --output runs/sample
+"""
+
+
+def _spark_conf_pair(text: str):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help=HELP, description=HELP, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    defaults = RunConfig()
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML or JSON file with any of these options (command line wins)")
+    parser.add_argument("--input", metavar="URI",
+                        help="dataset root: a folder, hdfs:///path or s3://bucket/prefix")
+    parser.add_argument("--output", metavar="URI", help="output folder (local, hdfs:// or s3://)")
+    parser.add_argument("--model", metavar="NAME",
+                        help=f"registered model (default {defaults.model}); see `orchard models`")
+    parser.add_argument("--model-path", metavar="FILE",
+                        help="ONNX weights to use; default: $ORCHARD_MODEL_DIR, then the user "
+                             "cache, then a checked download")
+    pca = parser.add_mutually_exclusive_group()
+    pca.add_argument("--pca-variance", type=float, metavar="FRACTION",
+                     help=f"keep the fewest components explaining this much variance "
+                          f"(default {defaults.pca_variance})")
+    pca.add_argument("--pca-k", type=int, metavar="K", help="keep exactly K components")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help=f"images per inference call (default {defaults.batch_size})")
+    parser.add_argument("--master", metavar="URL",
+                        help=f"Spark master (default {DEFAULT_MASTER}: embedded, all cores; under "
+                             "spark-submit, its master)")
+    parser.add_argument("--partitions", type=int, metavar="N",
+                        help="Spark partitions for the images (default: from file and core counts)")
+    parser.add_argument("--profile", metavar="NAME",
+                        help="execution profile, e.g. `local` for `orchard local up`'s cluster")
+    parser.add_argument("--event-log-dir", metavar="URI",
+                        help="where Spark writes this run's event log")
+    parser.add_argument("--conf", dest="spark_conf", action="append", type=_spark_conf_pair,
+                        metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", default=None,
+                        help="replace the output if it exists")
+    parser.set_defaults(func=run_command)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    file_settings = load_config_file(args.config) if args.config else {}
+    cli = {name: getattr(args, name, None) for name in RunConfig.__dataclass_fields__}
+    if cli.get("spark_conf"):
+        cli["spark_conf"] = {**file_settings.get("spark_conf", {}), **dict(cli["spark_conf"])}
+    return build_config(file_settings, cli)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from orchard.pipeline import run_pipeline
+
+    config = config_from_args(args)
+    record = run_pipeline(config)
+    summary = {
+        "output": record["output"],
+        "counts": record["counts"],
+        "pca_k": record["pca"]["k"],
+        "explained_variance": record["pca"].get("explained_variance"),
+        "seconds": record["seconds"]["total"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,91 @@
+"""One configuration object for a run, matching the `orchard run` options one to one.
+
+Settings come from (lowest to highest priority): the defaults below, a config file
+(`--config FILE`, YAML or JSON, keys spelled like the options: `pca-k` or `pca_k`),
+then the command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from orchard.errors import OrchardError
+
+DEFAULT_MASTER = "local[*]"  # used unless spark-submit (or a profile) gives the master
+
+
+@dataclass
+class RunConfig:
+    """Everything `orchard run` needs; field names are the CLI option names with `_`."""
+
+    input: str = ""
+    output: str = ""
+    model: str = "mobilenet_v2"
+    model_path: Optional[str] = None
+    pca_variance: float = 0.95
+    pca_k: Optional[int] = None
+    batch_size: int = 64
+    master: Optional[str] = None
+    overwrite: bool = False
+    partitions: Optional[int] = None
+    profile: Optional[str] = None
+    event_log_dir: Optional[str] = None
+    spark_conf: Dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> "RunConfig":
+        """Raise OrchardError on settings that cannot work; return self."""
+        if not self.input:
+            raise OrchardError("--input is required (a folder, hdfs:///path or s3://bucket/prefix)")
+        if not self.output:
+            raise OrchardError("--output is required (where features/, errors/ and run.json go)")
+        if not 0.0 < self.pca_variance <= 1.0:
+            raise OrchardError(f"--pca-variance must be in (0, 1], got {self.pca_variance}")
+        if self.pca_k is not None and self.pca_k < 1:
+            raise OrchardError(f"--pca-k must be a positive integer, got {self.pca_k}")
+        if self.batch_size < 1:
+            raise OrchardError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.partitions is not None and self.partitions < 1:
+            raise OrchardError(f"--partitions must be a positive integer, got {self.partitions}")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def config_field_names() -> set:
+    return {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def load_config_file(path: str) -> Dict[str, Any]:
+    """Read a YAML or JSON config file into a dict keyed by RunConfig field names."""
+    file = Path(path)
+    if not file.is_file():
+        raise OrchardError(f"config file not found: {path}")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise OrchardError(f"config file {path} must hold a mapping of option: value")
+    settings = {str(key).replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(settings) - config_field_names())
+    if unknown:
+        raise OrchardError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(config_field_names()))}"
+        )
+    return settings
+
+
+def build_config(file_settings: Dict[str, Any], cli_settings: Dict[str, Any]) -> RunConfig:
+    """Merge defaults < config file < command line (only options given on the CLI count)."""
+    merged: Dict[str, Any] = {}
+    merged.update(file_settings)
+    merged.update({k: v for k, v in cli_settings.items() if v is not None})
+    return RunConfig(**merged).validate()

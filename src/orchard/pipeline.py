@@ -1,0 +1,248 @@
+"""The whole chain: list -> read -> preprocess + featurize -> PCA -> Parquet + run.json."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+from orchard import __version__
+from orchard.config import DEFAULT_MASTER, RunConfig
+from orchard.errors import OrchardError
+from orchard.featurizing import FEATURES_SCHEMA, partition_featurizer
+from orchard.models import cache_root, resolve_model
+from orchard.reading import (
+    choose_partitions, file_size, list_input, read_images, with_label_and_split,
+)
+from orchard.reducing import PcaResult, fit_pca, project, with_vectors
+from orchard.session import create_session, executor_task_counts, task_cpus, total_cores
+from orchard.writing import (
+    ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, SCREE_PLOT, Output,
+    check_local_output, scree_plot_png,
+)
+
+log = logging.getLogger(__name__)
+
+EMPTY_FILE_REASON = "empty file (0 bytes)"
+UNREAD_FILE_REASON = "listed but not read by Spark (removed or unreadable during the run)"
+
+
+class StageTimer:
+    """Wall-clock seconds per named stage, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        log.info("stage %s ...", name)
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+            log.info("stage %s done in %.1f s", name, self.seconds[name])
+
+
+def spark_conf_for(config: RunConfig) -> Dict[str, str]:
+    """Spark settings of this run: the profile's (cluster, storage), then the user's own."""
+    conf: Dict[str, str] = {}
+    if config.profile:
+        from orchard.profiles import profile_spark_conf
+
+        conf.update(profile_spark_conf(config.profile))
+    conf.update(config.spark_conf)
+    return conf
+
+
+def event_log_conf(event_log_dir: Optional[str], on_this_machine: bool) -> Dict[str, str]:
+    """Spark event logging: the given folder, else a local default (clusters keep their own)."""
+    if not event_log_dir and not on_this_machine:
+        return {}
+    if not event_log_dir:
+        folder = cache_root() / "spark-events"
+        folder.mkdir(parents=True, exist_ok=True)
+        event_log_dir = folder.as_uri()
+    elif "://" not in event_log_dir and not event_log_dir.startswith("file:"):
+        Path(event_log_dir).mkdir(parents=True, exist_ok=True)
+        event_log_dir = Path(event_log_dir).resolve().as_uri()
+    return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir}
+
+
+def launched_by_spark_submit() -> bool:
+    """True inside `spark-submit` (e.g. an EMR step): the master then comes from spark-submit."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def start_spark(config: RunConfig):
+    conf = spark_conf_for(config)
+    master = conf.pop("spark.master", None) or config.master
+    if not master and not launched_by_spark_submit():
+        master = DEFAULT_MASTER
+    on_this_machine = bool(master and master.startswith("local")) or config.profile == "local"
+    conf = {**event_log_conf(config.event_log_dir, on_this_machine), **conf}
+    return create_session("orchard", master, config.batch_size, conf, on_this_machine)
+
+
+def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
+    """Run the pipeline described by `config`; return the run record (also written as run.json)."""
+    config.validate()
+    started_at = dt.datetime.now(dt.timezone.utc)
+    timer = StageTimer()
+    check_local_output(config.output, config.overwrite)
+    with timer.stage("model"):
+        spec, model_path, model_sha = resolve_model(config.model, config.model_path)
+    with timer.stage("spark_start"):
+        spark = spark or start_spark(config)
+    output = Output(spark, config.output)
+    output.prepare(config.overwrite)
+
+    with timer.stage("list"):
+        listing = list_input(spark, config.input)
+    cores = total_cores(spark)
+    partitions = config.partitions or choose_partitions(len(listing.images), cores)
+    spark.sparkContext.addFile(str(model_path))
+    featurizer = partition_featurizer(model_path.name, spec, config.batch_size, task_cpus(spark))
+
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    images = read_images(spark, listing, partitions)
+    featurized = images.mapInPandas(featurizer, FEATURES_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
+    with timer.stage("featurize"):
+        log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
+        stats = featurized.agg(
+            F.count("*").alias("rows"),
+            F.count("features").alias("featurized"),
+            F.sum("decode_ms").alias("decode_ms"),
+            F.sum("infer_ms").alias("infer_ms"),
+        ).first()
+
+    errors = _error_rows(spark, featurized, listing)
+    ok = featurized.where(F.col("error").isNull()).drop("error")
+    n_featurized = int(stats["featurized"])
+    pca: Optional[PcaResult] = None
+    with timer.stage("pca_fit"):
+        if n_featurized >= 2:
+            pca = fit_pca(with_vectors(ok).select("_features_vector"), spec.feature_dim,
+                          config.pca_variance, config.pca_k)
+        else:
+            log.warning("PCA skipped: it needs at least 2 featurized images, got %d", n_featurized)
+    with timer.stage("write_features"):
+        table = project(ok, pca.model) if pca else ok.withColumn("pca", F.lit(None).cast("array<float>"))
+        table = table.withColumn("model", F.lit(spec.name))
+        table.select("path", "label", "split", "features", "pca", "model", "width", "height",
+                     "decode_ms", "infer_ms").write.parquet(output.child(FEATURES_DIR))
+    with timer.stage("write_errors"):
+        errors.write.parquet(output.child(ERRORS_DIR))
+        n_errors = errors.count()
+    with timer.stage("write_model"):
+        if pca:
+            pca.model.write().overwrite().save(output.child(PCA_MODEL_DIR))
+            output.write_bytes(SCREE_PLOT, scree_plot_png(
+                pca.explained_variance, pca.k, config.pca_variance,
+                f"PCA of {spec.name} features ({n_featurized} images)"))
+    featurized.unpersist()
+
+    counts = {
+        "found": listing.found,
+        "images": len(listing.images),
+        "featurized": n_featurized,
+        "errors": int(n_errors),
+        "ignored": len(listing.ignored),
+    }
+    if counts["featurized"] + counts["errors"] + counts["ignored"] != counts["found"]:
+        raise OrchardError(f"internal: counts do not reconcile: {counts}")
+    record = {
+        "orchard_version": __version__,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "input": listing.root_uri,
+        "output": output.uri,
+        "counts": counts,
+        "ignored_files": listing.ignored[:100],
+        "model": {"name": spec.name, "sha256": model_sha, "file": str(model_path),
+                  "feature_dim": spec.feature_dim, "input": f"{spec.layout} {spec.dtype} {spec.image_size}"},
+        "pca": _pca_record(pca, config),
+        "partitions": partitions,
+        "cores": cores,
+        "seconds": {**timer.seconds, "total": round(sum(timer.seconds.values()), 3)},
+        "udf_seconds": {"decode": round((stats["decode_ms"] or 0) / 1000, 3),
+                        "inference": round((stats["infer_ms"] or 0) / 1000, 3)},
+        "master": spark.sparkContext.master,
+        "executors": executor_task_counts(spark),
+        "spark": _spark_record(spark),
+        "versions": _versions(),
+        "config": config.to_dict(),
+    }
+    output.write_json(RUN_RECORD, record)
+    log.info("featurized %d images, %d errors, %d ignored -> %s",
+             n_featurized, counts["errors"], counts["ignored"], output.uri)
+    return record
+
+
+def _error_rows(spark, featurized, listing):
+    """Error rows: decode failures, plus every listed image the scan did not return (zero-byte)."""
+    from pyspark.sql import functions as F
+
+    listed = spark.createDataFrame([(path,) for path in listing.images], "path string")
+    unread = [row.path for row in listed.join(featurized.select("path"), "path", "left_anti").collect()]
+    reasons = [(path, _unread_reason(spark, listing, path)) for path in unread]
+    errors = featurized.where(F.col("error").isNotNull()).select("path", "error")
+    if reasons:
+        errors = errors.unionByName(spark.createDataFrame(reasons, "path string, error string"))
+    return with_label_and_split(errors).select("path", "label", "split", "error").coalesce(1)
+
+
+def _unread_reason(spark, listing, path: str) -> str:
+    size = file_size(spark, f"{listing.root_uri.rstrip('/')}/{path}")
+    return EMPTY_FILE_REASON if size == 0 else UNREAD_FILE_REASON
+
+
+def _pca_record(pca: Optional[PcaResult], config: RunConfig) -> Dict[str, Any]:
+    if not pca:
+        return {"k": 0, "skipped": "fewer than 2 featurized images"}
+    return {
+        "k": pca.k,
+        "chosen_by": "pca_k" if config.pca_k else f"explained variance >= {config.pca_variance}",
+        "explained_variance": round(pca.explained_by_k, 6),
+        "explained_variance_ratios": [round(x, 8) for x in pca.explained_variance[: max(pca.k, 50)]],
+        "scree_plot": SCREE_PLOT,
+    }
+
+
+def _spark_record(spark) -> Dict[str, Any]:
+    context = spark.sparkContext
+    return {
+        "version": spark.version,
+        "master": context.master,
+        "app_id": context.applicationId,
+        "default_parallelism": context.defaultParallelism,
+        "event_log_dir": context.getConf().get("spark.eventLog.dir", None)
+        if context.getConf().get("spark.eventLog.enabled", "false") == "true" else None,
+    }
+
+
+def _versions() -> Dict[str, str]:
+    import numpy
+    import onnxruntime
+    import pandas
+    import PIL
+    import pyarrow
+
+    return {
+        "python": platform.python_version(),
+        "orchard": __version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+        "pyarrow": pyarrow.__version__,
+        "pillow": PIL.__version__,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "executable": sys.executable,
+        "cwd": str(Path.cwd()),
+    }

@@ -1,0 +1,20 @@
+"""Named execution profiles: Spark settings (master, storage endpoints) for where a run goes.
+
+A profile returns Spark configuration keys; `spark.master` in it replaces `--master`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from orchard.errors import OrchardError
+
+PROFILES: Dict[str, Callable[[], Dict[str, str]]] = {}
+
+
+def profile_spark_conf(name: str) -> Dict[str, str]:
+    try:
+        make_conf = PROFILES[name]
+    except KeyError:
+        known = ", ".join(sorted(PROFILES)) or "none yet"
+        raise OrchardError(f"unknown profile {name!r} (known: {known})") from None
+    return make_conf()

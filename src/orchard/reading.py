@@ -1,0 +1,124 @@
+"""Find the input files and load image bytes with Spark, labels taken from the folder layout.
+
+Layouts: `<root>/<Split>/<Class>/<image>` (Fruits-360) or `<root>/<Class>/<image>`.
+Any Hadoop filesystem works (local, hdfs://, s3a://, EMRFS s3://). Every listed file is
+accounted for: Spark's `binaryFile` scan silently skips zero-byte files, so orchard lists the
+files itself (Spark's file index) and reports those the scan did not return. Names starting
+with `_` or `.` are hidden to Spark and Hadoop (e.g. `_SUCCESS`, `.DS_Store`): not part of the
+dataset, not counted.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import List
+from urllib.parse import unquote, urlparse
+
+from orchard.errors import OrchardError
+from orchard.preprocessing import IMAGE_EXTENSIONS, is_image_name
+
+log = logging.getLogger(__name__)
+
+# Hadoop glob matching image names in any letter case: *.{[jJ][pP][gG],...}
+IMAGE_GLOB = "*.{" + ",".join(
+    "".join(f"[{c.lower()}{c.upper()}]" for c in ext.lstrip(".")) for ext in IMAGE_EXTENSIONS
+) + "}"
+
+
+@dataclass
+class Listing:
+    """Every file found under the input root (paths relative to it), images and ignored files."""
+
+    root_uri: str  # the qualified root as Spark's `path` column spells it (unescaped)
+    images: List[str] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        return len(self.images) + len(self.ignored)
+
+
+def relative_to(root_uri: str, file_uri: str) -> str:
+    """Path of `file_uri` (an escaped URI) below `root_uri`, unescaped, with '/' separators."""
+    root = unquote(urlparse(root_uri).path).rstrip("/")
+    full = unquote(urlparse(file_uri).path)
+    if not full.startswith(root + "/"):
+        raise OrchardError(f"internal: {full} is not below the input root {root}")
+    return full[len(root) + 1 :]
+
+
+def _binary_files(spark, uri: str, glob: str = "*"):
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+    return reader.option("pathGlobFilter", glob).load(uri)
+
+
+def list_input(spark, uri: str) -> Listing:
+    """List every file below `uri`, recursively, with Spark's own file index.
+
+    Spark (and Hadoop) treat names starting with `_` or `.` as hidden: they are not part of
+    the dataset and not counted. Zero-byte files are listed (Spark's scan would skip them).
+    """
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        raise OrchardError(f"input not found: {uri}")
+    if not fs.getFileStatus(path).isDirectory():
+        raise OrchardError(f"input must be a folder of class folders, got a file: {uri}")
+    qualified = fs.makeQualified(path)
+    listing = Listing(root_uri=str(qualified.toString()))
+    root_as_uri = str(qualified.toUri().toString())
+    for file_uri in _binary_files(spark, uri).inputFiles():
+        relative = relative_to(root_as_uri, file_uri)
+        (listing.images if is_image_name(relative) else listing.ignored).append(relative)
+    if not listing.images:
+        raise OrchardError(
+            f"no images under {uri} ({listing.found} files found, none ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}); expected <root>/<Split>/<Class>/<image>"
+        )
+    listing.images.sort()
+    listing.ignored.sort()
+    log.info("found %d files under %s: %d images, %d ignored",
+             listing.found, listing.root_uri, len(listing.images), len(listing.ignored))
+    return listing
+
+
+def file_size(spark, uri: str) -> int:
+    """Size in bytes of one file (any Hadoop filesystem); -1 when it is gone."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return int(fs.getFileStatus(path).getLen()) if fs.exists(path) else -1
+
+
+def with_label_and_split(frame):
+    """Add `label` and `split` from the relative `path`: Split/Class/img, or Class/img (no split)."""
+    from pyspark.sql import functions as F
+
+    parts = F.split("path", "/")
+    depth = F.size(parts)
+    return frame.withColumn(
+        "label", F.when(depth >= 3, parts[1]).when(depth == 2, parts[0])
+    ).withColumn("split", F.when(depth >= 3, parts[0]))
+
+
+def read_images(spark, listing: Listing, partitions: int):
+    """DataFrame(path, label, split, content) of the images, in `partitions` parts.
+
+    Zero-byte images are not in it: Spark's scan skips them (the pipeline reports them).
+    """
+    from pyspark.sql import functions as F
+
+    prefix_length = len(listing.root_uri.rstrip("/")) + 1
+    raw = _binary_files(spark, listing.root_uri, IMAGE_GLOB)
+    relative = raw.select(
+        F.expr(f"substring(path, {prefix_length + 1})").alias("path"), "content"
+    )
+    return with_label_and_split(relative).repartition(partitions)
+
+
+def choose_partitions(n_images: int, total_cores: int, waves: int = 4, min_per_task: int = 16) -> int:
+    """Enough tasks that every core gets work in a few waves, none too small to be worth it."""
+    by_cores = max(1, total_cores) * waves
+    by_size = max(1, n_images // min_per_task)
+    return max(1, min(by_cores, by_size))

@@ -1,0 +1,103 @@
+"""Writing a run's outputs: Parquet tables, the PCA model, run.json and the scree plot.
+
+Everything goes through Hadoop's FileSystem API, so the output may be a local folder,
+hdfs:///path or s3://bucket/prefix alike.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List
+from urllib.parse import urlparse
+
+from orchard.errors import OrchardError
+
+log = logging.getLogger(__name__)
+
+FEATURES_DIR, ERRORS_DIR, PCA_MODEL_DIR = "features", "errors", "pca_model"
+RUN_RECORD, SCREE_PLOT = "run.json", "pca_scree.png"
+
+
+def is_local_uri(uri: str) -> bool:
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1  # "C:" drive letters count as local
+
+
+def check_local_output(uri: str, overwrite: bool) -> None:
+    """Fail fast, before Spark starts, when a local output exists and --overwrite is not given."""
+    if is_local_uri(uri):
+        path = Path(urlparse(uri).path if uri.startswith("file:") else uri)
+        if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
+            raise OrchardError(f"output {uri} already exists; pass --overwrite to replace it")
+
+
+class Output:
+    """The output folder of a run, on any Hadoop filesystem."""
+
+    def __init__(self, spark, uri: str):
+        jvm = spark.sparkContext._jvm
+        self._jvm = jvm
+        self._path = jvm.org.apache.hadoop.fs.Path(uri)
+        self._fs = self._path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        self.uri = str(self._fs.makeQualified(self._path).toString())
+
+    def child(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def prepare(self, overwrite: bool) -> None:
+        """Make sure the output can be written: empty, or deleted first with --overwrite."""
+        if self._fs.exists(self._path):
+            is_empty_dir = self._fs.getFileStatus(self._path).isDirectory() and not self._fs.listStatus(self._path)
+            if not is_empty_dir and not overwrite:
+                raise OrchardError(f"output {self.uri} already exists; pass --overwrite to replace it")
+            log.info("removing the existing output %s (--overwrite)", self.uri)
+            self._fs.delete(self._path, True)
+        self._fs.mkdirs(self._path)
+
+    def write_bytes(self, name: str, data: bytes) -> str:
+        target = self._jvm.org.apache.hadoop.fs.Path(self.child(name))
+        stream = self._fs.create(target, True)
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+        return self.child(name)
+
+    def write_json(self, name: str, record: Dict[str, Any]) -> str:
+        text = json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
+        return self.write_bytes(name, text.encode("utf-8"))
+
+
+def scree_plot_png(explained_variance: List[float], k: int, target: float, title: str) -> bytes:
+    """A PNG of per-component and cumulative explained variance, with the chosen k marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ratios = np.asarray(explained_variance)
+    shown = min(len(ratios), max(50, int(k * 2)))
+    components = np.arange(1, shown + 1)
+    cumulative = np.cumsum(ratios)[:shown]
+    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=110)
+    axis.bar(components, ratios[:shown], color="#8fbc8f", label="per component")
+    axis.set_xlabel("principal component")
+    axis.set_ylabel("explained variance ratio")
+    twin = axis.twinx()
+    twin.plot(components, cumulative, color="#b22222", marker=".", label="cumulative")
+    twin.axhline(target, color="grey", linestyle="--", linewidth=1)
+    twin.axvline(k, color="#b22222", linestyle=":", linewidth=1)
+    twin.annotate(f"k = {k}: {cumulative[min(k, shown) - 1]:.1%}", (k, target),
+                  textcoords="offset points", xytext=(8, -14), color="#b22222")
+    twin.set_ylim(0, 1.02)
+    twin.set_ylabel("cumulative")
+    axis.set_title(title)
+    figure.legend(loc="center right", bbox_to_anchor=(0.88, 0.5))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
