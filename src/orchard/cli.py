@@ -14,6 +14,7 @@ from orchard.errors import OrchardError
 COMMAND_MODULES = (
     "orchard.commands.run",
     "orchard.commands.evaluate",
+    "orchard.commands.models",
 )
 
 

@@ -134,7 +134,10 @@ def download(url: str, target: Path, expected_sha256: str) -> Path:
             )
         os.replace(tmp_name, target)
     except OSError as error:
-        raise OrchardError(f"could not download {url}: {error}") from None
+        raise OrchardError(
+            f"could not download {url}: {error}; offline? pass --model-path FILE or set "
+            f"${MODEL_DIR_ENV} to a folder holding the model file"
+        ) from None
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)

@@ -23,7 +23,7 @@ from orchard.reducing import PcaResult, fit_pca, project, with_vectors
 from orchard.session import create_session, executor_task_counts, task_cpus, total_cores
 from orchard.writing import (
     ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, SCREE_PLOT, Output,
-    check_local_output, scree_plot_png,
+    check_local_input, check_local_output, scree_plot_png,
 )
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,13 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
     config.validate()
     started_at = dt.datetime.now(dt.timezone.utc)
     timer = StageTimer()
+    check_local_input(config.input)
     check_local_output(config.output, config.overwrite)
     with timer.stage("model"):
         spec, model_path, model_sha = resolve_model(config.model, config.model_path)
     with timer.stage("spark_start"):
         spark = spark or start_spark(config)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
     output = Output(spark, config.output)
     output.prepare(config.overwrite)
 
