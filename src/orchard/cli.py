@@ -40,6 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         format="%(asctime)s orchard %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except OrchardError as error:

@@ -101,11 +101,10 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
     with timer.stage("spark_start"):
         spark = spark or start_spark(config)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
-    output = Output(spark, config.output)
-    output.prepare(config.overwrite)
-
     with timer.stage("list"):
         listing = list_input(spark, config.input)
+    output = Output(spark, config.output)
+    output.prepare(config.overwrite)
     cores = total_cores(spark)
     partitions = config.partitions or choose_partitions(len(listing.images), cores)
     spark.sparkContext.addFile(str(model_path))

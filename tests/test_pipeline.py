@@ -1,0 +1,113 @@
+"""End to end on the shared sample: counts, features against a direct ONNX Runtime run, PCA, quality."""
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from orchard.config import RunConfig
+from orchard.featurizing import to_model_input
+from orchard.models import get_spec, onnx_session
+from orchard.pipeline import run_pipeline
+from orchard.preprocessing import preprocess
+from orchard.reducing import choose_k
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sample_run(spark, tmp_path_factory, sample_dir, model_file):
+    output = tmp_path_factory.mktemp("runs") / "sample"
+    config = RunConfig(input=str(sample_dir), output=str(output), model_path=str(model_file))
+    record = run_pipeline(config, spark=spark)
+    return output, record
+
+
+def test_counts_reconcile_and_match_the_dataset(sample_run):
+    output, record = sample_run
+    counts = record["counts"]
+    assert counts == {"found": 1920, "images": 1920, "featurized": 1920, "errors": 0, "ignored": 0}
+    on_disk = json.loads((output / "run.json").read_text())
+    assert on_disk["counts"] == counts
+    assert on_disk["model"]["sha256"] == get_spec("mobilenet_v2").sha256
+    assert set(on_disk["seconds"]) >= {"spark_start", "list", "featurize", "pca_fit", "write_features"}
+    assert on_disk["config"]["input"].endswith("fruits-360-sample")
+    assert pq.read_table(output / "errors").num_rows == 0
+
+
+def test_schema_paths_labels_and_splits(sample_run):
+    output, _ = sample_run
+    table = pq.read_table(output / "features")
+    assert {"path", "label", "split", "features", "pca", "model", "width", "height"} <= set(table.column_names)
+    frame = table.select(["path", "label", "split", "width"]).to_pandas()
+    assert frame["path"].is_unique and len(frame) == 1920
+    assert "Training/Apple Braeburn/0_100.jpg" in set(frame["path"])  # real spaces, not %20
+    assert frame["label"].nunique() == 24
+    assert frame.groupby("split").size().to_dict() == {"Test": 480, "Training": 1440}
+    first = frame[frame["path"] == "Training/Apple Braeburn/0_100.jpg"].iloc[0]
+    assert (first["label"], first["split"], first["width"]) == ("Apple Braeburn", "Training", 100)
+
+
+def test_features_equal_a_direct_onnx_runtime_run(sample_run, sample_dir, model_file):
+    output, _ = sample_run
+    frame = pq.read_table(output / "features", columns=["path", "features"]).to_pandas()
+    chosen = frame.sort_values("path").iloc[::48]  # 40 images across classes and splits
+    spec = get_spec("mobilenet_v2")
+    pixels = [preprocess((sample_dir / path).read_bytes()).array for path in chosen["path"]]
+    direct = onnx_session(str(model_file)).run(
+        [spec.output_name], {spec.input_name: to_model_input(pixels, spec)})[0]
+    spark_features = np.stack(chosen["features"].to_list())
+    assert spark_features.shape == (40, 1280)
+    assert np.abs(spark_features - direct).max() <= 1e-4
+
+
+def test_pca_k_is_the_smallest_reaching_the_target(sample_run):
+    output, record = sample_run
+    pca = record["pca"]
+    ratios = pca["explained_variance_ratios"]
+    assert pca["k"] == choose_k(ratios, 0.95)
+    assert sum(ratios[: pca["k"]]) >= 0.95 > sum(ratios[: pca["k"] - 1])
+    lengths = {len(v) for v in pq.read_table(output / "features", columns=["pca"]).column("pca").to_pylist()}
+    assert lengths == {pca["k"]}
+    assert (output / "pca_scree.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_saved_pca_model_reproduces_the_pca_column(sample_run, spark):
+    from pyspark.ml.feature import PCAModel
+
+    from orchard.reducing import project
+
+    output, _ = sample_run
+    model = PCAModel.load(str(output / "pca_model"))
+    table = spark.read.parquet(str(output / "features")).limit(50)
+    again = project(table.withColumnRenamed("pca", "pca_written"), model).toPandas()
+    written, recomputed = np.stack(again["pca_written"]), np.stack(again["pca"])
+    assert np.abs(written - recomputed).max() <= 1e-4
+
+
+def test_logistic_regression_on_pca_scores_at_least_97_percent(sample_run, spark):
+    from orchard.classifier import evaluate_features
+
+    output, _ = sample_run
+    result = evaluate_features(spark, str(output / "features"), column="pca")
+    print(result)
+    assert (result["train_rows"], result["test_rows"], result["classes"]) == (1440, 480, 24)
+    assert result["accuracy"] >= 0.97
+
+
+def test_fixed_k_and_no_output_clobbering(spark, sample_dir, model_file, tmp_path):
+    from orchard.errors import OrchardError
+
+    subset = tmp_path / "subset" / "Training"
+    for label in ("Banana", "Lemon"):
+        (subset / label).mkdir(parents=True)
+        for image in sorted((sample_dir / "Training" / label).iterdir())[:6]:
+            (subset / label / image.name).write_bytes(image.read_bytes())
+    output = tmp_path / "out"
+    config = RunConfig(input=str(tmp_path / "subset"), output=str(output), model_path=str(model_file), pca_k=3)
+    record = run_pipeline(config, spark=spark)
+    assert record["pca"]["k"] == 3 and record["counts"]["featurized"] == 12
+    with pytest.raises(OrchardError, match="already exists; pass --overwrite"):
+        run_pipeline(config, spark=spark)
+    config.overwrite = True
+    assert run_pipeline(config, spark=spark)["counts"]["featurized"] == 12
