@@ -101,19 +101,18 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
     with timer.stage("spark_start"):
         spark = spark or start_spark(config)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
-    with timer.stage("list"):
-        listing = list_input(spark, config.input)
-    output = Output(spark, config.output)
-    output.prepare(config.overwrite)
-    cores = total_cores(spark)
-    partitions = config.partitions or choose_partitions(len(listing.images), cores)
-    spark.sparkContext.addFile(str(model_path))
-    featurizer = partition_featurizer(model_path.name, spec, config.batch_size, task_cpus(spark))
-
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    images = read_images(spark, listing, partitions)
+    cores = total_cores(spark)
+    with timer.stage("list"):
+        listing = list_input(spark, config.input)
+        partitions = config.partitions or choose_partitions(len(listing.images), cores)
+        images = read_images(spark, listing, partitions)
+    output = Output(spark, config.output)
+    output.prepare(config.overwrite)
+    spark.sparkContext.addFile(str(model_path))
+    featurizer = partition_featurizer(model_path.name, spec, config.batch_size, task_cpus(spark))
     featurized = images.mapInPandas(featurizer, FEATURES_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
     with timer.stage("featurize"):
         log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
@@ -124,7 +123,8 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
             F.sum("infer_ms").alias("infer_ms"),
         ).first()
 
-    errors = _error_rows(spark, featurized, listing)
+    with timer.stage("reconcile"):
+        errors = _error_rows(spark, featurized, listing)
     ok = featurized.where(F.col("error").isNull()).drop("error")
     n_featurized = int(stats["featurized"])
     pca: Optional[PcaResult] = None
