@@ -33,19 +33,30 @@ UNREAD_FILE_REASON = "listed but not read by Spark (removed or unreadable during
 
 
 class StageTimer:
-    """Wall-clock seconds per named stage, in order."""
+    """Wall-clock seconds per named stage, in order.
+
+    Once `spark_context` is set, the Spark jobs a stage starts carry its name (local property
+    `orchard.stage`), so `orchard report` can tell from the event log which stage ran what.
+    """
 
     def __init__(self) -> None:
         self.seconds: Dict[str, float] = {}
+        self.started_at: Dict[str, float] = {}  # epoch seconds, to line up with the event log
+        self.spark_context = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
+        self.started_at[name] = round(time.time(), 3)
+        if self.spark_context is not None:
+            self.spark_context.setLocalProperty("orchard.stage", name)
         log.info("stage %s ...", name)
         try:
             yield
         finally:
             self.seconds[name] = round(time.perf_counter() - started, 3)
+            if self.spark_context is not None:
+                self.spark_context.setLocalProperty("orchard.stage", None)
             log.info("stage %s done in %.1f s", name, self.seconds[name])
 
 
@@ -61,9 +72,10 @@ def spark_conf_for(config: RunConfig) -> Dict[str, str]:
 
 
 def event_log_conf(event_log_dir: Optional[str], on_this_machine: bool) -> Dict[str, str]:
-    """Spark event logging: the given folder, else a local default (clusters keep their own)."""
-    if not event_log_dir and not on_this_machine:
-        return {}
+    """Spark event logging, on for every run: the given folder, else the cluster's own
+    (spark-defaults.conf, e.g. EMR's hdfs:///var/log/spark/apps), else a local default."""
+    if not event_log_dir and not on_this_machine and _spark_defaults().get("spark.eventLog.dir"):
+        return {"spark.eventLog.enabled": "true"}
     if not event_log_dir:
         folder = cache_root() / "spark-events"
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,6 +84,20 @@ def event_log_conf(event_log_dir: Optional[str], on_this_machine: bool) -> Dict[
         Path(event_log_dir).mkdir(parents=True, exist_ok=True)
         event_log_dir = Path(event_log_dir).resolve().as_uri()
     return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir}
+
+
+def _spark_defaults() -> Dict[str, str]:
+    """Settings in the Spark installation's spark-defaults.conf ($SPARK_CONF_DIR or $SPARK_HOME/conf)."""
+    folder = os.environ.get("SPARK_CONF_DIR") or (
+        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None)
+    defaults: Dict[str, str] = {}
+    path = Path(folder or "/nonexistent") / "spark-defaults.conf"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.strip().split(None, 1)
+            if len(parts) == 2 and not parts[0].startswith("#"):
+                defaults[parts[0]] = parts[1].strip()
+    return defaults
 
 
 def launched_by_spark_submit() -> bool:
@@ -100,6 +126,7 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
         spec, model_path, model_sha = resolve_model(config.model, config.model_path)
     with timer.stage("spark_start"):
         spark = spark or start_spark(config)
+    timer.spark_context = spark.sparkContext
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -172,6 +199,7 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
         "partitions": partitions,
         "cores": cores,
         "seconds": {**timer.seconds, "total": round(sum(timer.seconds.values()), 3)},
+        "stage_started_at": timer.started_at,
         "udf_seconds": {"decode": round((stats["decode_ms"] or 0) / 1000, 3),
                         "inference": round((stats["infer_ms"] or 0) / 1000, 3)},
         "master": spark.sparkContext.master,
@@ -217,8 +245,11 @@ def _pca_record(pca: Optional[PcaResult], config: RunConfig) -> Dict[str, Any]:
 
 
 def _spark_record(spark) -> Dict[str, Any]:
+    from orchard.analysis.eventlog import event_log_of
+
     context = spark.sparkContext
     return {
+        "event_log": event_log_of(spark),
         "version": spark.version,
         "master": context.master,
         "app_id": context.applicationId,

@@ -8,11 +8,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-from pathlib import Path
 from typing import Any, Dict, List
-from urllib.parse import urlparse
 
 from orchard.errors import OrchardError
+from orchard.paths import is_local_uri, local_path
 
 log = logging.getLogger(__name__)
 
@@ -20,25 +19,16 @@ FEATURES_DIR, ERRORS_DIR, PCA_MODEL_DIR = "features", "errors", "pca_model"
 RUN_RECORD, SCREE_PLOT = "run.json", "pca_scree.png"
 
 
-def is_local_uri(uri: str) -> bool:
-    scheme = urlparse(uri).scheme
-    return scheme in ("", "file") or len(scheme) == 1  # "C:" drive letters count as local
-
-
-def _local_path(uri: str) -> Path:
-    return Path(urlparse(uri).path if uri.startswith("file:") else uri)
-
-
 def check_local_input(uri: str) -> None:
     """Fail fast, before Spark starts, when a local input folder does not exist."""
-    if is_local_uri(uri) and not _local_path(uri).exists():
+    if is_local_uri(uri) and not local_path(uri).exists():
         raise OrchardError(f"input not found: {uri} (expected a folder of <Split>/<Class>/<image>)")
 
 
 def check_local_output(uri: str, overwrite: bool) -> None:
     """Fail fast, before Spark starts, when a local output exists and --overwrite is not given."""
     if is_local_uri(uri):
-        path = _local_path(uri)
+        path = local_path(uri)
         if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
             raise OrchardError(f"output {uri} already exists; pass --overwrite to replace it")
 
