@@ -111,3 +111,17 @@ def test_fixed_k_and_no_output_clobbering(spark, sample_dir, model_file, tmp_pat
         run_pipeline(config, spark=spark)
     config.overwrite = True
     assert run_pipeline(config, spark=spark)["counts"]["featurized"] == 12
+
+
+def test_original_size_images(spark, model_file, tmp_path):
+    """Fruits-360 'original size' photos (130-875 px wide): featurized, original sizes recorded."""
+    from conftest import DATA
+
+    output = tmp_path / "original"
+    config = RunConfig(input=str(DATA / "fruits-360-original-sample"), output=str(output),
+                       model_path=str(model_file), pca_k=5)
+    record = run_pipeline(config, spark=spark)
+    assert record["counts"]["featurized"] == 100 and record["counts"]["errors"] == 0
+    frame = pq.read_table(output / "features", columns=["label", "split", "width", "height"]).to_pandas()
+    assert frame["label"].nunique() == 10 and set(frame["split"]) == {"Training"}
+    assert frame["width"].nunique() > 50 and frame["width"].max() > 448
