@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "orchard.commands.run",
     "orchard.commands.evaluate",
     "orchard.commands.models",
+    "orchard.commands.report",
 )
 
 

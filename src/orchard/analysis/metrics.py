@@ -1,0 +1,620 @@
+"""What a run's event log says: stage and task statistics, skew, executor utilisation, idle
+gaps, start-up, the time split by phase, and a verdict on what limited the run.
+
+Times are seconds from `t0`: the start of the pipeline when run.json gives it (so Spark's own
+start-up shows), else the application's start in the event log.
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from orchard.analysis.eventlog import STAGE_PROPERTY, EventLog, Stage, Task
+
+PHASES = ("startup", "list", "read", "featurize", "pca", "write", "other")
+PHASE_OF_ORCHARD_STAGE = {
+    "model": "startup", "spark_start": "startup", "list": "list", "featurize": "featurize",
+    "pca_fit": "pca", "write_features": "write", "write_errors": "write", "write_model": "write",
+}
+MIN_GAP_S = 0.5  # idle gaps shorter than this are scheduling noise
+SKEW_MIN_TASK_S = 1.0  # skew of stages whose longest task is shorter is not worth a verdict
+
+
+def _median(values: List[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def _percentile(values: List[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _spread(values: List[float]) -> Dict[str, float]:
+    return {"min": min(values) if values else 0, "median": _median(values),
+            "max": max(values) if values else 0}
+
+
+@dataclass
+class StageStats:
+    stage_id: int
+    attempt: int
+    name: str
+    phase: str
+    job_id: Optional[int]
+    orchard_stage: Optional[str]
+    n_tasks: int
+    failed_tasks: int
+    start_s: float
+    end_s: float
+    duration_s: float
+    busy_core_s: float
+    task_s: List[float] = field(repr=False)
+    median_task_s: float = 0.0
+    p90_task_s: float = 0.0
+    max_task_s: float = 0.0
+    skew: float = 1.0  # max / median task time
+    records: int = 0
+    records_per_task: Dict[str, float] = field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_per_task: Dict[str, float] = field(default_factory=dict)
+    input_bytes: int = 0
+    output_bytes: int = 0
+    shuffle_read_bytes: int = 0
+    shuffle_write_bytes: int = 0
+    spilled_bytes: int = 0
+    records_per_s: float = 0.0
+    cores: int = 0  # cores available during the stage
+    idle_core_s: float = 0.0  # cores x duration - busy: cores without a task of this stage
+    waves: float = 0.0  # tasks / cores
+
+    @property
+    def label(self) -> str:
+        attempt = f".{self.attempt}" if self.attempt else ""
+        return f"{self.stage_id}{attempt} {self.phase}"
+
+
+@dataclass
+class ExecutorStats:
+    id: str
+    host: str
+    cores: int
+    start_s: float
+    end_s: float
+    tasks: int
+    failed_tasks: int
+    busy_core_s: float
+    available_core_s: float
+    utilisation: float
+    first_task_s: Optional[float]
+    wait_for_first_task_s: Optional[float]  # from registering to its first task
+    idle_gaps: List[Tuple[float, float]] = field(default_factory=list)  # no task at all, >= MIN_GAP_S
+
+
+@dataclass
+class Gap:
+    start_s: float
+    end_s: float
+    during: str
+
+    @property
+    def seconds(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class Finding:
+    """One thing that limited the run, with the seconds it cost (for ranking)."""
+
+    key: str
+    seconds: float
+    text: str
+
+
+@dataclass
+class Analysis:
+    app_id: Optional[str]
+    app_name: Optional[str]
+    spark_version: Optional[str]
+    master: Optional[str]
+    source: str
+    log_format: str
+    t0_label: str
+    app_start_s: float
+    app_end_s: float
+    wall_s: float
+    images: Optional[int]
+    partitions: Optional[int]
+    total_cores: int
+    task_cpus: int
+    n_tasks: int
+    n_failed_tasks: int
+    stages: List[StageStats]
+    executors: List[ExecutorStats]
+    busy_core_s: float
+    available_core_s: float
+    utilisation: float
+    utilisation_app: float  # busy / (peak cores x app duration): counts executor start-up too
+    gaps: List[Gap]
+    startup: Dict[str, Optional[float]]
+    stage_windows: List[Tuple[str, float, float]]  # orchard stages: (name, start_s, end_s)
+    wall_by_stage: Dict[str, float]
+    core_s_by_phase: Dict[str, float]
+    time_split: List[Tuple[str, float, str]]  # (part, seconds, unit/how measured)
+    images_per_s: Dict[str, float]
+    main_stage: Optional[StageStats]
+    findings: List[Finding]
+    verdict: str
+    tasks: List[Task] = field(repr=False, default_factory=list)
+    slots: Dict[int, Tuple[str, int]] = field(repr=False, default_factory=dict)  # task id -> (executor, lane)
+    t0_ms: int = 0
+
+    def summary(self) -> Dict[str, Any]:
+        """Plain-JSON digest (what `orchard report --json` prints)."""
+        main = self.main_stage
+        return {
+            "app_id": self.app_id,
+            "source": self.source,
+            "log_format": self.log_format,
+            "master": self.master,
+            "wall_s": round(self.wall_s, 2),
+            "images": self.images,
+            "partitions": self.partitions,
+            "total_cores": self.total_cores,
+            "tasks": self.n_tasks,
+            "failed_tasks": self.n_failed_tasks,
+            "tasks_per_executor": {e.id: e.tasks for e in self.executors},
+            "utilisation": round(self.utilisation, 4),
+            "utilisation_app": round(self.utilisation_app, 4),
+            "busy_core_s": round(self.busy_core_s, 2),
+            "available_core_s": round(self.available_core_s, 2),
+            "startup": {k: (round(v, 2) if v is not None else None) for k, v in self.startup.items()},
+            "idle_gaps": [{"start_s": round(g.start_s, 2), "seconds": round(g.seconds, 2), "during": g.during}
+                          for g in self.gaps],
+            "main_stage": None if main is None else {
+                "stage_id": main.stage_id, "phase": main.phase, "tasks": main.n_tasks,
+                "duration_s": round(main.duration_s, 2), "median_task_s": round(main.median_task_s, 3),
+                "max_task_s": round(main.max_task_s, 3), "skew": round(main.skew, 3),
+                "records_per_task": main.records_per_task,
+            },
+            "stages": [{"stage_id": s.stage_id, "attempt": s.attempt, "phase": s.phase, "name": s.name,
+                        "tasks": s.n_tasks, "duration_s": round(s.duration_s, 3),
+                        "median_task_s": round(s.median_task_s, 3), "max_task_s": round(s.max_task_s, 3),
+                        "skew": round(s.skew, 3), "records": s.records,
+                        "records_per_s": round(s.records_per_s, 1)} for s in self.stages],
+            "wall_by_stage": self.wall_by_stage,
+            "time_split": [{"part": p, "seconds": round(v, 2), "measured": how} for p, v, how in self.time_split],
+            "images_per_s": {k: round(v, 1) for k, v in self.images_per_s.items()},
+            "verdict": self.verdict,
+            "findings": [asdict(f) for f in self.findings],
+        }
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def reads_files(tasks: List[Task]) -> bool:
+    return any(t.input_bytes > 0 for t in tasks)
+
+
+def stage_phase(stage: Stage, tag: Optional[str], tasks: List[Task], featurize_seen: bool) -> str:
+    """Which part of the pipeline a Spark stage belongs to.
+
+    orchard tags its jobs with the pipeline stage (local property `orchard.stage`); within
+    `featurize`, the stage that scans the image files is `read`. Untagged logs (older runs,
+    other apps) are classified from Spark's operator names.
+    """
+    scan = any(s.startswith("Scan") or s == "FileScanRDD" for s in stage.scopes) and reads_files(tasks)
+    if tag:
+        phase = PHASE_OF_ORCHARD_STAGE.get(tag, "other")
+        return "read" if phase == "featurize" and scan else phase
+    if scan:
+        return "read"
+    if any(s in ("WriteFiles", "saveAsTextFile", "Execute InsertIntoHadoopFsRelationCommand")
+           for s in stage.scopes) or any(t.output_bytes > 0 for t in tasks):
+        return "write"
+    if re.search(r"PCA|RowMatrix|Statistics", stage.name):
+        return "pca"
+    if "MapInPandas" in stage.scopes and not featurize_seen:
+        return "featurize"
+    return "other"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def assign_slots(tasks: List[Task]) -> Dict[int, Tuple[str, int]]:
+    """Lane of every task on its executor (first free lane at launch): for the Gantt chart."""
+    lanes: Dict[int, Tuple[str, int]] = {}
+    free_at: Dict[str, List[int]] = {}
+    for task in sorted(tasks, key=lambda t: (t.launch_ms, t.task_id)):
+        ends = free_at.setdefault(task.executor, [])
+        for lane, end in enumerate(ends):
+            if end <= task.launch_ms:
+                ends[lane] = task.finish_ms
+                lanes[task.task_id] = (task.executor, lane)
+                break
+        else:
+            ends.append(task.finish_ms)
+            lanes[task.task_id] = (task.executor, len(ends) - 1)
+    return lanes
+
+
+def merge_intervals(intervals: List[Tuple[float, float]]) -> List[Tuple[float, float]]:
+    merged: List[Tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def gaps_between(busy: List[Tuple[float, float]], start: float, end: float,
+                 minimum: float = MIN_GAP_S) -> List[Tuple[float, float]]:
+    """Intervals within [start, end] not covered by `busy`, at least `minimum` long."""
+    gaps, cursor = [], start
+    for low, high in merge_intervals(busy):
+        if low - cursor >= minimum:
+            gaps.append((cursor, low))
+        cursor = max(cursor, high)
+    if end - cursor >= minimum:
+        gaps.append((cursor, end))
+    return gaps
+
+
+def concurrency(tasks: List[Task], t0_ms: int, task_cpus: int = 1) -> List[Tuple[float, int]]:
+    """Step function (time s, busy cores from then on) over all executors."""
+    deltas: Dict[float, int] = {}
+    for task in tasks:
+        start, end = (task.launch_ms - t0_ms) / 1000, (task.finish_ms - t0_ms) / 1000
+        deltas[start] = deltas.get(start, 0) + task_cpus
+        deltas[end] = deltas.get(end, 0) - task_cpus
+    steps, level = [], 0
+    for time in sorted(deltas):
+        level += deltas[time]
+        steps.append((time, level))
+    return steps
+
+
+def available_cores(executors: List[ExecutorStats]) -> List[Tuple[float, int]]:
+    """Step function (time s, cores of the executors alive from then on)."""
+    deltas: Dict[float, int] = {}
+    for executor in executors:
+        deltas[executor.start_s] = deltas.get(executor.start_s, 0) + executor.cores
+        deltas[executor.end_s] = deltas.get(executor.end_s, 0) - executor.cores
+    steps, level = [], 0
+    for time in sorted(deltas):
+        level += deltas[time]
+        steps.append((time, level))
+    return steps
+
+
+def _cores_at(steps: List[Tuple[float, int]], time: float) -> int:
+    level = 0
+    for when, cores in steps:
+        if when > time:
+            break
+        level = cores
+    return level
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
+    """Metrics and verdict for one application (`record`: its run.json, when known)."""
+    record = record or {}
+    started_at = record.get("stage_started_at") or {}
+    app_start_ms = app.start_ms or min((t.launch_ms for t in app.tasks), default=0)
+    if started_at:
+        t0_ms, t0_label = int(min(started_at.values()) * 1000), "pipeline start"
+    else:
+        t0_ms, t0_label = app_start_ms, "application start"
+    end_ms = app.last_ms
+
+    def rel(ms: Optional[float]) -> float:
+        return ((ms if ms is not None else t0_ms) - t0_ms) / 1000.0
+
+    task_cpus = app.task_cpus
+    tasks = sorted(app.tasks, key=lambda t: (t.launch_ms, t.task_id))
+
+    # executors: the driver counts only in local mode, where it runs the tasks
+    executor_rows: List[ExecutorStats] = []
+    runs_tasks = {t.executor for t in tasks}
+    for executor in app.executors.values():
+        if executor.id == "driver" and "driver" not in runs_tasks and len(app.executors) > 1:
+            continue
+        mine = [t for t in tasks if t.executor == executor.id]
+        start = max(executor.added_ms, app_start_ms)
+        end = min(executor.removed_ms or end_ms, end_ms)
+        available = executor.cores * max(0.0, (end - start) / 1000)
+        busy = sum(t.duration_ms for t in mine) / 1000 * task_cpus
+        first = min((t.launch_ms for t in mine), default=None)
+        intervals = [(rel(t.launch_ms), rel(t.finish_ms)) for t in mine]
+        executor_rows.append(ExecutorStats(
+            id=executor.id, host=executor.host, cores=executor.cores,
+            start_s=rel(start), end_s=rel(end), tasks=len(mine),
+            failed_tasks=sum(1 for t in mine if t.failed), busy_core_s=busy,
+            available_core_s=available, utilisation=busy / available if available else 0.0,
+            first_task_s=rel(first) if first is not None else None,
+            wait_for_first_task_s=(first - start) / 1000 if first is not None else None,
+            idle_gaps=gaps_between(intervals, rel(start), rel(end)),
+        ))
+    executor_rows.sort(key=lambda e: (e.id != "driver", int(e.id) if e.id.isdigit() else 0, e.id))
+    cores_steps = available_cores(executor_rows)
+    total_cores = max((level for _, level in cores_steps), default=0) or sum(e.cores for e in executor_rows)
+
+    # stages
+    by_stage: Dict[Tuple[int, int], List[Task]] = {}
+    for task in tasks:
+        by_stage.setdefault((task.stage_id, task.stage_attempt), []).append(task)
+    stage_rows: List[StageStats] = []
+    featurize_seen = False
+    for stage in sorted(app.stages.values(), key=lambda s: (s.submitted_ms or 0, s.stage_id, s.attempt)):
+        mine = by_stage.get(stage.key, [])
+        if not mine:
+            continue
+        job = app.jobs.get(stage.job_id) if stage.job_id is not None else None
+        tag = stage.properties.get(STAGE_PROPERTY) or (job.orchard_stage if job else None)
+        phase = stage_phase(stage, tag, mine, featurize_seen)
+        featurize_seen = featurize_seen or phase == "featurize"
+        start_ms = stage.submitted_ms or min(t.launch_ms for t in mine)
+        finish_ms = stage.completed_ms or max(t.finish_ms for t in mine)
+        durations = [t.duration_ms / 1000 for t in mine]
+        records = [t.records for t in mine]
+        bytes_in = [t.bytes_in for t in mine]
+        duration = max(1e-3, (finish_ms - start_ms) / 1000)
+        busy = sum(durations) * task_cpus
+        cores = _cores_at(cores_steps, rel(start_ms + 1)) or total_cores
+        median = _median(durations)
+        stage_rows.append(StageStats(
+            stage_id=stage.stage_id, attempt=stage.attempt, name=stage.name, phase=phase,
+            job_id=stage.job_id, orchard_stage=tag, n_tasks=len(mine),
+            failed_tasks=sum(1 for t in mine if t.failed),
+            start_s=rel(start_ms), end_s=rel(finish_ms), duration_s=duration, busy_core_s=busy,
+            task_s=durations, median_task_s=median, p90_task_s=_percentile(durations, 0.9),
+            max_task_s=max(durations), skew=max(durations) / median if median > 0 else 1.0,
+            records=sum(records), records_per_task=_spread(records),
+            bytes_in=sum(bytes_in), bytes_per_task=_spread(bytes_in),
+            input_bytes=sum(t.input_bytes for t in mine), output_bytes=sum(t.output_bytes for t in mine),
+            shuffle_read_bytes=sum(t.shuffle_read_bytes for t in mine),
+            shuffle_write_bytes=sum(t.shuffle_write_bytes for t in mine),
+            spilled_bytes=sum(t.spilled_bytes for t in mine),
+            records_per_s=sum(records) / duration, cores=cores,
+            idle_core_s=max(0.0, cores * duration - busy), waves=len(mine) * task_cpus / max(cores, 1),
+        ))
+
+    busy_total = sum(t.duration_ms for t in tasks) / 1000 * task_cpus
+    available_total = sum(e.available_core_s for e in executor_rows)
+    app_seconds = max(1e-3, (end_ms - app_start_ms) / 1000)
+
+    # orchard stage windows (from run.json), for labelling gaps and the timeline
+    seconds = record.get("seconds") or {}
+    windows = [(name, started_at[name] - t0_ms / 1000, started_at[name] - t0_ms / 1000 + seconds.get(name, 0.0))
+               for name in started_at]
+
+    def during(start: float, end: float) -> str:
+        middle = (start + end) / 2
+        for name, low, high in windows:
+            if low <= middle <= high:
+                return name
+        jobs_before = [j for j in app.jobs.values() if j.completed_ms and rel(j.completed_ms) <= start + 0.05]
+        jobs_after = [j for j in app.jobs.values() if rel(j.submitted_ms) >= end - 0.05]
+        before = max(jobs_before, key=lambda j: j.completed_ms, default=None)
+        after = min(jobs_after, key=lambda j: j.submitted_ms, default=None)
+        if before is None:
+            return "before the first Spark job"
+        if after is None:
+            return "after the last Spark job"
+        return "between Spark jobs (driver-side work outside orchard's timed stages)"
+
+    all_busy = [(rel(t.launch_ms), rel(t.finish_ms)) for t in tasks]
+    first_task_s = min((b[0] for b in all_busy), default=rel(end_ms))
+    last_task_s = max((b[1] for b in all_busy), default=rel(end_ms))
+    gaps = [Gap(low, high, during(low, high))
+            for low, high in gaps_between(all_busy, first_task_s, last_task_s)]
+
+    # start-up
+    worker_executors = [e for e in app.executors.values() if e.id != "driver"] or list(app.executors.values())
+    first_executor_ms = min((e.added_ms for e in worker_executors), default=None)
+    image_stages = [s for s in stage_rows if s.phase in ("read", "featurize")]
+    first_image_task = min((s.start_s for s in image_stages), default=None)
+    startup: Dict[str, Optional[float]] = {
+        "driver_start_s": (seconds.get("model", 0.0) + seconds.get("spark_start", 0.0)) if seconds else None,
+        "app_start_s": rel(app_start_ms),
+        "first_executor_s": rel(first_executor_ms) if first_executor_ms else None,
+        "executors_ready_s": rel(max(e.added_ms for e in worker_executors)) if worker_executors else None,
+        "first_task_s": first_task_s,
+        "first_image_task_s": first_image_task,
+        "list_s": seconds.get("list") if seconds else None,
+    }
+
+    # wall time by orchard stage; core-seconds by phase; the time split
+    wall_by_stage = {k: float(v) for k, v in seconds.items() if k != "total"}
+    core_s_by_phase: Dict[str, float] = {}
+    for stage in stage_rows:
+        core_s_by_phase[stage.phase] = core_s_by_phase.get(stage.phase, 0.0) + stage.busy_core_s
+    udf = record.get("udf_seconds") or {}
+    time_split: List[Tuple[str, float, str]] = []
+    if wall_by_stage:
+        time_split.append(("start-up (model + Spark)", startup["driver_start_s"] or 0.0, "wall s"))
+        time_split.append(("list files (driver)", wall_by_stage.get("list", 0.0), "wall s"))
+    time_split.append(("read image files", core_s_by_phase.get("read", 0.0), "task core-s"))
+    if udf:
+        decode, inference = float(udf.get("decode", 0.0)), float(udf.get("inference", 0.0))
+        time_split.append(("decode + resize (UDF)", decode, "task core-s, timed in the UDF"))
+        time_split.append(("inference (UDF)", inference, "task core-s, timed in the UDF"))
+        time_split.append(("featurize overhead (Arrow, Python workers, shuffle)",
+                           max(0.0, core_s_by_phase.get("featurize", 0.0) - decode - inference), "task core-s"))
+    else:
+        time_split.append(("featurize (decode + inference)", core_s_by_phase.get("featurize", 0.0), "task core-s"))
+    time_split.append(("PCA", core_s_by_phase.get("pca", 0.0), "task core-s"))
+    time_split.append(("write", core_s_by_phase.get("write", 0.0), "task core-s"))
+    time_split.append(("other Spark jobs", core_s_by_phase.get("other", 0.0), "task core-s"))
+    if wall_by_stage:
+        time_split.append(("PCA on the driver (wall minus tasks)", max(
+            0.0, wall_by_stage.get("pca_fit", 0.0) - sum(s.duration_s for s in stage_rows if s.phase == "pca")),
+            "wall s"))
+
+    images = (record.get("counts") or {}).get("images")
+    images_per_s: Dict[str, float] = {}
+    if images:
+        for name, value in wall_by_stage.items():
+            if value > 0 and name not in ("model", "write_errors", "write_model"):
+                images_per_s[name] = images / value
+        if seconds.get("total"):
+            images_per_s["whole run"] = images / seconds["total"]
+    for stage in stage_rows:
+        if stage.phase in ("read", "featurize") and stage.records:
+            images_per_s[f"Spark stage {stage.stage_id} ({stage.phase})"] = stage.records_per_s
+
+    wall = float(seconds.get("total") or 0.0) or rel(end_ms) - min(0.0, rel(app_start_ms))
+    main = max((s for s in stage_rows if s.phase == "featurize"), key=lambda s: s.busy_core_s, default=None)
+    main = main or max(stage_rows, key=lambda s: s.busy_core_s, default=None)
+
+    analysis = Analysis(
+        app_id=app.app_id, app_name=app.app_name, spark_version=app.spark_version,
+        master=app.spark_conf.get("spark.master"), source=app.source,
+        log_format=("rolling" if app.rolling else "single file")
+        + (", compressed" if any(f.rsplit(".", 1)[-1] in ("zstd", "lz4", "lzf", "snappy") for f in app.files) else "")
+        + (", in progress" if app.in_progress else ""),
+        t0_label=t0_label, app_start_s=rel(app_start_ms), app_end_s=rel(end_ms), wall_s=wall,
+        images=images, partitions=record.get("partitions"), total_cores=total_cores, task_cpus=task_cpus,
+        n_tasks=len(tasks), n_failed_tasks=sum(1 for t in tasks if t.failed),
+        stages=stage_rows, executors=executor_rows, busy_core_s=busy_total,
+        available_core_s=available_total,
+        utilisation=busy_total / available_total if available_total else 0.0,
+        utilisation_app=busy_total / (max(total_cores, 1) * app_seconds),
+        gaps=gaps, startup=startup, stage_windows=windows, wall_by_stage=wall_by_stage,
+        core_s_by_phase=core_s_by_phase, time_split=time_split, images_per_s=images_per_s,
+        main_stage=main, findings=[], verdict="", tasks=tasks, slots=assign_slots(tasks), t0_ms=t0_ms,
+    )
+    analysis.findings = diagnose(analysis, record)
+    analysis.verdict = verdict_text(analysis)
+    return analysis
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def diagnose(a: Analysis, record: Dict[str, Any]) -> List[Finding]:
+    """What limited the run, each with the seconds of wall time it accounts for, largest first."""
+    findings: List[Finding] = []
+    wall = max(a.wall_s, 1e-3)
+    main = a.main_stage
+
+    # start-up: everything before the first task that touches images
+    if a.startup.get("first_image_task_s") is not None:
+        before = a.startup["first_image_task_s"] - min(0.0, a.app_start_s)
+        parts = []
+        if a.startup.get("driver_start_s"):
+            parts.append(f"model + Spark start {a.startup['driver_start_s']:.1f} s")
+        if a.startup.get("first_executor_s") is not None and a.startup["first_executor_s"] - a.app_start_s > 0.5:
+            parts.append(f"executors registered {a.startup['first_executor_s'] - a.app_start_s:.1f} s "
+                         "after the application started")
+        if a.startup.get("list_s"):
+            parts.append(f"listing {a.startup['list_s']:.1f} s")
+        findings.append(Finding(
+            "startup", before,
+            f"start-up: {before:.1f} s ({before / wall:.0%} of the run) passed before the first image "
+            f"was read ({'; '.join(parts) or 'Spark start and scheduling'}). This is a fixed cost: "
+            "more workers do not shorten it, so small runs scale poorly."))
+
+    # driver-side gaps while executors idle (between the first and last task)
+    gap_total = sum(g.seconds for g in a.gaps)
+    if gap_total > 0:
+        biggest = max(a.gaps, key=lambda g: g.seconds)
+        findings.append(Finding(
+            "driver", gap_total,
+            f"driver-side work: executors ran no task for {gap_total:.1f} s between the first and "
+            f"last task ({len(a.gaps)} gaps; the longest {biggest.seconds:.1f} s during {biggest.during})."))
+
+    if main is not None:
+        cores = max(main.cores, 1)
+        # too few partitions for the cores
+        slots = main.n_tasks * a.task_cpus
+        full_waves = math.ceil(slots / cores)
+        fill = slots / (full_waves * cores) if full_waves else 1.0
+        if slots < cores or fill < 0.75:
+            lost = main.duration_s * (1 - fill) if slots >= cores else main.duration_s * (1 - slots / cores)
+            findings.append(Finding(
+                "partitions", lost,
+                f"too few partitions: {main.phase} ran {main.n_tasks} tasks on {cores} cores "
+                f"({main.waves:.2f} waves); the last wave leaves {(1 - fill):.0%} of the cores idle."))
+        # a straggler: one long task while the other cores wait
+        if main.skew >= 2.0 and main.max_task_s >= SKEW_MIN_TASK_S:
+            lost = main.max_task_s - main.median_task_s
+            findings.append(Finding(
+                "straggler", lost,
+                f"a straggler partition: in stage {main.stage_id} ({main.phase}) the longest task took "
+                f"{main.max_task_s:.1f} s against a median of {main.median_task_s:.1f} s "
+                f"(skew {main.skew:.1f}); the other cores idled {main.idle_core_s:.1f} core-s meanwhile."))
+        elif main.idle_core_s > 0.25 * cores * main.duration_s and main.duration_s > 2:
+            findings.append(Finding(
+                "imbalance", main.idle_core_s / cores,
+                f"uneven load in stage {main.stage_id} ({main.phase}): {main.idle_core_s:.1f} of "
+                f"{cores * main.duration_s:.1f} core-s idle (skew {main.skew:.2f})."))
+
+    # I/O and the model, measured by task time
+    core_s = a.core_s_by_phase
+    busy = max(a.busy_core_s, 1e-3)
+    io = core_s.get("read", 0.0) + core_s.get("write", 0.0)
+    cores = max(a.total_cores, 1)
+    if io / busy > 0.25:
+        findings.append(Finding(
+            "io", io / cores,
+            f"I/O: reading and writing files took {io:.1f} core-s, {io / busy:.0%} of all task time."))
+    udf = record.get("udf_seconds") or {}
+    featurize_core_s = core_s.get("featurize", 0.0)
+    if featurize_core_s:
+        inference = float(udf.get("inference", 0.0))
+        decode = float(udf.get("decode", 0.0))
+        share = f"; inference is {inference / featurize_core_s:.0%} of it, decoding {decode / featurize_core_s:.0%}" \
+            if udf else ""
+        busy_pct = ""
+        if main is not None and main.phase == "featurize":
+            stage_util = main.busy_core_s / max(main.cores * main.duration_s, 1e-3)
+            busy_pct = f" with the cores {stage_util:.0%} busy"
+        findings.append(Finding(
+            "model", featurize_core_s / cores,
+            f"the model: featurizing took {featurize_core_s:.1f} core-s ({featurize_core_s / busy:.0%} of task "
+            f"time){busy_pct}{share}. This part divides by the cores: more executors (or a lighter model) "
+            "shorten it."))
+    pca_wall = a.wall_by_stage.get("pca_fit")
+    if pca_wall and pca_wall / wall > 0.15:
+        findings.append(Finding(
+            "pca", pca_wall,
+            f"PCA: {pca_wall:.1f} s ({pca_wall / wall:.0%} of the run), of which "
+            f"{core_s.get('pca', 0.0):.1f} core-s in tasks; the rest is the driver's eigendecomposition "
+            "and job scheduling (two fits: all components, then k)."))
+    findings.sort(key=lambda f: -f.seconds)
+    return findings
+
+
+def verdict_text(a: Analysis) -> str:
+    if not a.findings:
+        return "No tasks ran: nothing to analyse."
+    top = a.findings[0]
+    names = {
+        "startup": "start-up (a fixed cost)", "driver": "driver-side work while the executors waited",
+        "partitions": "too few partitions for the cores", "straggler": "one straggler partition",
+        "imbalance": "uneven task load", "io": "I/O", "model": "the model (inference on the CPU)",
+        "pca": "the PCA fit",
+    }
+    text = (f"This run ({a.wall_s:.1f} s, {a.images or 'unknown number of'} images, {a.total_cores} cores, "
+            f"utilisation {a.utilisation:.0%}) was limited most by {names.get(top.key, top.key)}: {top.text}")
+    others = [names.get(f.key, f.key) for f in a.findings[1:3] if f.seconds > 0.05 * a.wall_s]
+    if others:
+        text += f" Next: {', '.join(others)}."
+    main = a.main_stage
+    if main is not None:
+        text += (f" Skew (max/median task time) of the {main.phase} stage: {main.skew:.2f}"
+                 + (" (balanced)." if main.skew < 2 else "."))
+    return text
