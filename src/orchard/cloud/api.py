@@ -8,6 +8,7 @@ the same sequence of calls; `Aws.journal` holds every request made, in order.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -251,3 +252,23 @@ def dry_run_response(request: Request, region: str) -> Dict[str, Any]:
     if op == "GetObject":
         return {"Body": None}
     return {}
+
+
+def dumps(value: Any, width: int = 100, indent: int = 2) -> str:
+    """JSON like json.dumps(indent=2), but lists and objects that fit in `width` stay on one line."""
+
+    def render(item: Any, level: int, used: int) -> str:
+        flat = json.dumps(item, default=str)
+        if not isinstance(item, (dict, list)) or not item or used + len(flat) <= width:
+            return flat
+        pad, end = " " * (indent * (level + 1)), " " * (indent * level)
+        if isinstance(item, dict):
+            lines = []
+            for key, child in item.items():
+                head = f"{pad}{json.dumps(key)}: "
+                lines.append(head + render(child, level + 1, len(head)))
+            return "{\n" + ",\n".join(lines) + "\n" + end + "}"
+        lines = [pad + render(child, level + 1, len(pad)) for child in item]
+        return "[\n" + ",\n".join(lines) + "\n" + end + "]"
+
+    return render(value, 0, 0)

@@ -1,0 +1,526 @@
+"""EMR: the cluster (RunJobFlow), its network, the step running `orchard run`, and what follows
+(wait, logs, terminate, SSH tunnel)."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import ipaddress
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlparse
+
+from orchard.cloud.api import Aws, Request
+from orchard.cloud.layout import (
+    EMR_MANAGED_TAG, NODE_PYTHON, PROJECT_TAG, Layout, node_model_path,
+)
+from orchard.errors import OrchardError
+
+DEFAULT_RELEASE = "emr-7.10.0"  # Spark 3.5.5, Hadoop 3.4, JupyterHub; Python 3.9 on the nodes
+DEFAULT_INSTANCE_TYPE = "m5.xlarge"
+DEFAULT_CORE_COUNT = 3
+DEFAULT_IDLE_TIMEOUT = "1h"
+APPLICATIONS = ("Spark", "Hadoop", "JupyterHub")
+MIN_IDLE_S, MAX_IDLE_S = 60, 7 * 24 * 3600  # what EMR's AutoTerminationPolicy accepts
+MIN_SSH_PREFIX = 8  # an --ssh-cidr wider than a /8 is refused (0.0.0.0/0 above all)
+
+CLUSTER_DONE = ("TERMINATED", "TERMINATED_WITH_ERRORS")
+CLUSTER_READY = ("WAITING", "RUNNING")
+STEP_DONE_OK = ("COMPLETED",)
+STEP_DONE_BAD = ("FAILED", "CANCELLED", "INTERRUPTED")
+LOG_STREAMS = ("stdout", "stderr", "controller", "syslog")
+
+# Ports on the primary node reached through the SSH tunnel.
+TUNNEL_PORTS = {
+    "spark_ui": (4040, "Spark UI of the running application (the step's driver)"),
+    "spark_history": (18080, "Spark History Server"),
+    "yarn": (8088, "YARN ResourceManager (links to every application's UI)"),
+    "jupyterhub": (9443, "JupyterHub (https)"),
+}
+
+
+# -- parsing and checks ---------------------------------------------------------------------
+def parse_duration(text: str) -> int:
+    """'1h', '90m', '1h30m', '45s', '3600' -> seconds."""
+    cleaned = text.strip().lower()
+    if cleaned.isdigit():
+        return int(cleaned)
+    parts = re.findall(r"(\d+)\s*([dhms])", cleaned)
+    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", cleaned):
+        raise OrchardError(f"invalid duration {text!r}: use e.g. 1h, 90m, 1h30m or seconds")
+    unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * unit[u] for n, u in parts)
+
+
+def check_ssh_cidr(cidr: str) -> str:
+    """A CIDR SSH may come from: a specific network, never the whole internet."""
+    try:
+        network = ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        raise OrchardError(f"invalid --ssh-cidr {cidr!r}: expected e.g. 203.0.113.7/32") from None
+    if network.version != 4:
+        raise OrchardError("--ssh-cidr: give an IPv4 network (e.g. your address/32)")
+    if network.prefixlen < MIN_SSH_PREFIX:
+        raise OrchardError(
+            f"--ssh-cidr {cidr} opens SSH to {network.num_addresses:,} addresses; orchard never "
+            f"opens SSH to the world: give your own address (e.g. `curl -s https://checkip."
+            f"amazonaws.com`/32) or your network, /{MIN_SSH_PREFIX} or narrower"
+        )
+    return str(network)
+
+
+def check_release(release: str) -> str:
+    if not re.match(r"^emr-7\.\d+\.\d+$", release):
+        raise OrchardError(f"--release {release!r}: orchard's bootstrap targets EMR 7 "
+                           "(Amazon Linux 2023, Python 3.9); use emr-7.x.y, e.g. " + DEFAULT_RELEASE)
+    return release
+
+
+def check_s3_uri(uri: str, what: str) -> str:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("s3", "hdfs") or (parsed.scheme == "s3" and not parsed.netloc):
+        raise OrchardError(f"{what} must be an s3://bucket/prefix (or hdfs://) URI, got {uri!r}")
+    return uri
+
+
+# -- the cluster ------------------------------------------------------------------------------
+@dataclass
+class ClusterSpec:
+    """Everything `cluster create` decides; `run_job_flow_params` turns it into the request."""
+
+    layout: Layout
+    region: str
+    release: str = DEFAULT_RELEASE
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    primary_instance_type: Optional[str] = None
+    core_count: int = DEFAULT_CORE_COUNT
+    spot: bool = False
+    max_core: Optional[int] = None
+    idle_timeout_s: int = 3600
+    key_name: Optional[str] = None
+    ssh_cidr: Optional[str] = None
+    subnet_id: Optional[str] = None
+    service_role: str = ""
+    instance_profile: str = ""
+    model_file: str = "mobilenet_v2_1.0_224.onnx"
+    model_sha256: str = ""
+    name: Optional[str] = None
+    extra_tags: Dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> "ClusterSpec":
+        check_release(self.release)
+        if self.core_count < 1:
+            raise OrchardError(f"--core-count must be >= 1, got {self.core_count}")
+        if self.max_core is not None and self.max_core < self.core_count:
+            raise OrchardError(f"--max-core ({self.max_core}) must be >= --core-count ({self.core_count})")
+        if not MIN_IDLE_S <= self.idle_timeout_s <= MAX_IDLE_S:
+            raise OrchardError(f"--idle-timeout must be between 1m and 7d, got {self.idle_timeout_s} s")
+        if self.ssh_cidr:
+            self.ssh_cidr = check_ssh_cidr(self.ssh_cidr)
+            if not self.key_name:
+                raise OrchardError("--ssh-cidr needs --key-name (an EC2 key pair): SSH logs in with it")
+        return self
+
+
+def vcpus_of(instance_type: str) -> Optional[int]:
+    from orchard.pricing import instance_price
+
+    try:
+        return instance_price(instance_type).vcpu
+    except OrchardError:
+        return None
+
+
+def spark_defaults(spec: ClusterSpec) -> Dict[str, str]:
+    """Spark settings for the pipeline on this cluster shape (spark-defaults classification)."""
+    conf = {
+        # Arrow batches of 64 rows = one ONNX inference call (orchard's --batch-size default)
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+        # keep each Python worker, and its loaded ONNX Runtime session, across tasks
+        "spark.python.worker.reuse": "true",
+        # 2 tasks per executor, 2 executors per m5.xlarge (4 vCPU, 12 GiB for YARN); the
+        # Python workers (model, activations, Arrow batches) live outside the JVM heap:
+        # they are what the memory overhead is for.
+        "spark.executor.cores": "2",
+        "spark.executor.memory": "3g",
+        "spark.executor.memoryOverhead": "2g",
+    }
+    vcpus = vcpus_of(spec.instance_type)
+    if vcpus:
+        # with dynamic allocation, few executors exist when orchard sizes its partitions:
+        # tell Spark the cluster's real task slots (orchard reads defaultParallelism)
+        conf["spark.default.parallelism"] = str(vcpus * spec.core_count)
+    return conf
+
+
+def configurations(spec: ClusterSpec) -> List[Dict[str, Any]]:
+    return [
+        {"Classification": "spark-defaults", "Properties": spark_defaults(spec)},
+        {"Classification": "spark-env", "Properties": {}, "Configurations": [
+            {"Classification": "export", "Properties": {
+                "PYSPARK_PYTHON": NODE_PYTHON, "PYSPARK_DRIVER_PYTHON": NODE_PYTHON}},
+        ]},
+        # JupyterHub notebooks saved to s3://B/jupyter/ (they outlive the cluster)
+        {"Classification": "jupyter-s3-conf", "Properties": {
+            "s3.persistence.enabled": "true", "s3.persistence.bucket": spec.layout.bucket}},
+    ]
+
+
+def bootstrap_action(spec: ClusterSpec) -> Dict[str, Any]:
+    layout = spec.layout
+    args = [layout.uri(layout.wheel_key), layout.uri(layout.model_key(spec.model_file))]
+    if spec.model_sha256:
+        args.append(spec.model_sha256)
+    return {"Name": "orchard: Python libraries, orchard wheel, model",
+            "ScriptBootstrapAction": {"Path": layout.uri(layout.bootstrap_key), "Args": args}}
+
+
+def cluster_tags(spec: ClusterSpec) -> List[Dict[str, str]]:
+    tags = {PROJECT_TAG[0]: PROJECT_TAG[1], "orchard:bucket": spec.layout.bucket,
+            EMR_MANAGED_TAG: "true", **spec.extra_tags}
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def run_job_flow_params(spec: ClusterSpec, subnet_id: str,
+                        ssh_group_id: Optional[str] = None) -> Dict[str, Any]:
+    """The RunJobFlow request of `cluster create`."""
+    core_group: Dict[str, Any] = {"Name": "core", "InstanceRole": "CORE",
+                                  "Market": "SPOT" if spec.spot else "ON_DEMAND",
+                                  "InstanceType": spec.instance_type, "InstanceCount": spec.core_count}
+    instances: Dict[str, Any] = {
+        "InstanceGroups": [
+            {"Name": "primary", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
+             "InstanceType": spec.primary_instance_type or spec.instance_type, "InstanceCount": 1},
+            core_group,
+        ],
+        "KeepJobFlowAliveWhenNoSteps": True,  # auto-termination ends it once idle
+        "TerminationProtected": False,
+        "Ec2SubnetId": subnet_id,
+    }
+    if spec.key_name:
+        instances["Ec2KeyName"] = spec.key_name
+    if ssh_group_id:
+        instances["AdditionalMasterSecurityGroups"] = [ssh_group_id]
+    params: Dict[str, Any] = {
+        "Name": spec.name or f"orchard-{spec.layout.bucket}",
+        "ReleaseLabel": spec.release,
+        "LogUri": spec.layout.log_uri,
+        "Applications": [{"Name": name} for name in APPLICATIONS],
+        "Instances": instances,
+        "BootstrapActions": [bootstrap_action(spec)],
+        "Configurations": configurations(spec),
+        "ServiceRole": spec.service_role,
+        "JobFlowRole": spec.instance_profile,
+        "VisibleToAllUsers": True,
+        "AutoTerminationPolicy": {"IdleTimeout": spec.idle_timeout_s},
+        "ScaleDownBehavior": "TERMINATE_AT_TASK_COMPLETION",
+        "StepConcurrencyLevel": 1,
+        "Tags": cluster_tags(spec),
+    }
+    if spec.max_core is not None:
+        params["ManagedScalingPolicy"] = {"ComputeLimits": {
+            "UnitType": "Instances",
+            "MinimumCapacityUnits": spec.core_count,
+            "MaximumCapacityUnits": spec.max_core,
+            "MaximumCoreCapacityUnits": spec.max_core,
+        }}
+    return params
+
+
+def block_public_access() -> Request:
+    return Request("emr", "PutBlockPublicAccessConfiguration", {
+        "BlockPublicAccessConfiguration": {
+            "BlockPublicSecurityGroupRules": True,
+            "PermittedPublicSecurityGroupRuleRanges": [],
+        },
+    }, why="EMR refuses to start any cluster of this account and region whose security groups "
+           "open a port (22 included) to 0.0.0.0/0 or ::/0")
+
+
+# -- network ----------------------------------------------------------------------------------
+def resolve_subnet(aws: Aws, subnet_id: Optional[str]) -> Tuple[str, str]:
+    """(subnet id, vpc id): the given subnet, else a default subnet of the default VPC."""
+    if subnet_id:
+        subnets = aws.call(Request("ec2", "DescribeSubnets", {"SubnetIds": [subnet_id]},
+                                   why="the subnet's VPC"))["Subnets"]
+        return subnets[0]["SubnetId"], subnets[0]["VpcId"]
+    vpcs = aws.call(Request("ec2", "DescribeVpcs", {
+        "Filters": [{"Name": "is-default", "Values": ["true"]}]}, why="the default VPC"))["Vpcs"]
+    if not vpcs:
+        raise OrchardError(f"no default VPC in {aws.region}: pass --subnet-id of a subnet with a "
+                           "route to the internet (or S3 and EMR VPC endpoints)")
+    vpc_id = vpcs[0]["VpcId"]
+    subnets = aws.call(Request("ec2", "DescribeSubnets", {"Filters": [
+        {"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default-for-az", "Values": ["true"]}]},
+        why="a default subnet of the default VPC"))["Subnets"]
+    if not subnets:
+        raise OrchardError(f"the default VPC {vpc_id} has no default subnet: pass --subnet-id")
+    subnet = sorted(subnets, key=lambda s: (s.get("AvailabilityZone", ""), s["SubnetId"]))[0]
+    return subnet["SubnetId"], vpc_id
+
+
+def tag_for_emr(resources: List[str]) -> Request:
+    return Request("ec2", "CreateTags", {
+        "Resources": resources, "Tags": [{"Key": EMR_MANAGED_TAG, "Value": "true"}],
+    }, why="AmazonEMRServicePolicy_v2 launches only into VPCs/subnets/groups tagged so")
+
+
+def ensure_ssh_group(aws: Aws, layout: Layout, vpc_id: str, cidr: str) -> str:
+    """A security group letting SSH (22/tcp) in from `cidr` only; other sources are revoked."""
+    name = layout.security_group
+    groups = aws.call(Request("ec2", "DescribeSecurityGroups", {"Filters": [
+        {"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]},
+        why="reuse orchard's SSH group if it exists"))["SecurityGroups"]
+    if groups:
+        group_id = groups[0]["GroupId"]
+        stale = []
+        for permission in groups[0].get("IpPermissions", []):
+            ranges = [r for r in permission.get("IpRanges", []) if r.get("CidrIp") != cidr]
+            others = permission.get("Ipv6Ranges", []) or permission.get("UserIdGroupPairs", [])
+            if ranges or others or permission.get("FromPort") != 22:
+                stale.append({k: permission[k] for k in ("IpProtocol", "FromPort", "ToPort",
+                                                         "IpRanges", "Ipv6Ranges", "UserIdGroupPairs")
+                              if k in permission and permission[k] not in ([], None)})
+        if stale:
+            aws.call(Request("ec2", "RevokeSecurityGroupIngress", {"GroupId": group_id,
+                                                                    "IpPermissions": stale},
+                             why="SSH only from the CIDR given this time"))
+    else:
+        group_id = aws.call(Request("ec2", "CreateSecurityGroup", {
+            "GroupName": name, "VpcId": vpc_id,
+            "Description": f"orchard: SSH to the EMR primary node from {cidr} only",
+            "TagSpecifications": [{"ResourceType": "security-group", "Tags": [
+                {"Key": PROJECT_TAG[0], "Value": PROJECT_TAG[1]}, {"Key": EMR_MANAGED_TAG, "Value": "true"}]}],
+        }, why="SSH access for the tunnel, from one network"))["GroupId"]
+    aws.call(Request("ec2", "AuthorizeSecurityGroupIngress", {"GroupId": group_id, "IpPermissions": [
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+         "IpRanges": [{"CidrIp": cidr, "Description": "orchard aws tunnel"}]}]},
+        ok_errors=("InvalidPermission.Duplicate",), why=f"22/tcp from {cidr} only"))
+    return group_id
+
+
+def check_artifacts(aws: Aws, spec: ClusterSpec) -> None:
+    """Fail before paying for a cluster whose bootstrap would not find its files."""
+    layout = spec.layout
+    missing = []
+    for key in (layout.bootstrap_key, layout.wheel_key, layout.entry_key, layout.model_key(spec.model_file)):
+        head = aws.try_call(Request("s3", "HeadObject", {"Bucket": layout.bucket, "Key": key},
+                                    why="the artefact the cluster needs is in the bucket"),
+                            missing=("404", "NoSuchKey", "NotFound", "403"))
+        if head is None:
+            missing.append(layout.uri(key))
+    if missing:
+        raise OrchardError(f"missing in the bucket: {', '.join(missing)}; run "
+                           f"`orchard aws push --bucket {layout.bucket}` first")
+
+
+def create_cluster(aws: Aws, spec: ClusterSpec) -> Dict[str, Any]:
+    """Check, prepare the network, then RunJobFlow. Returns {cluster_id, ...}."""
+    from orchard.cloud.iam import check_roles
+
+    spec.validate()
+    check_roles(aws, spec.service_role, spec.instance_profile)
+    check_artifacts(aws, spec)
+    subnet_id, vpc_id = resolve_subnet(aws, spec.subnet_id)
+    group_id = ensure_ssh_group(aws, spec.layout, vpc_id, spec.ssh_cidr) if spec.ssh_cidr else None
+    aws.call(tag_for_emr([vpc_id, subnet_id] + ([group_id] if group_id else [])))
+    params = run_job_flow_params(spec, subnet_id, group_id)
+    response = aws.call(Request("emr", "RunJobFlow", params, why="the cluster"))
+    return {"cluster_id": response["JobFlowId"], "name": params["Name"], "region": aws.region,
+            "release": spec.release, "subnet_id": subnet_id, "ssh_security_group": group_id,
+            "log_uri": spec.layout.log_uri,
+            "idle_timeout_s": spec.idle_timeout_s}
+
+
+# -- the step ---------------------------------------------------------------------------------
+def orchard_run_args(input_uri: str, output_uri: str, model_path: str,
+                     options: Optional[List[str]] = None) -> List[str]:
+    """The `orchard run` arguments of a step (the same CLI as on a laptop)."""
+    return ["run", "--input", input_uri, "--output", output_uri, "--model-path", model_path,
+            *(options or [])]
+
+
+def spark_submit_args(entry: str, run_args: List[str], master: str = "yarn",
+                      deploy_mode: str = "client", conf: Optional[Dict[str, str]] = None) -> List[str]:
+    """`spark-submit ... ENTRY run ...`: the step's command, also what the local test runs."""
+    args = ["spark-submit", "--master", master, "--deploy-mode", deploy_mode]
+    for key, value in sorted((conf or {}).items()):
+        args += ["--conf", f"{key}={value}"]
+    return args + [entry] + run_args
+
+
+def utc_stamp(now: Optional[dt.datetime] = None) -> str:
+    return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+
+
+def step_request(cluster_id: str, layout: Layout, input_uri: str, output_uri: str,
+                 model_file: str = "mobilenet_v2_1.0_224.onnx", options: Optional[List[str]] = None,
+                 deploy_mode: str = "client", name: Optional[str] = None,
+                 action_on_failure: str = "CONTINUE") -> Request:
+    """AddJobFlowSteps: spark-submit of the entry script in the bucket, `orchard run` arguments."""
+    check_s3_uri(input_uri, "--input")
+    check_s3_uri(output_uri, "--output")
+    run_args = orchard_run_args(input_uri, output_uri, node_model_path(model_file), options)
+    args = spark_submit_args(layout.uri(layout.entry_key), run_args, deploy_mode=deploy_mode)
+    return Request("emr", "AddJobFlowSteps", {"JobFlowId": cluster_id, "Steps": [{
+        "Name": name or f"orchard run {input_uri} -> {output_uri}",
+        "ActionOnFailure": action_on_failure,
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
+    }]}, why="spark-submit of `orchard run` on the cluster")
+
+
+def submit(aws: Aws, request: Request) -> Dict[str, Any]:
+    response = aws.call(request)
+    step = request.params["Steps"][0]
+    args = step["HadoopJarStep"]["Args"]
+    return {"cluster_id": request.params["JobFlowId"], "step_id": response["StepIds"][0],
+            "output": args[args.index("--output") + 1], "args": args}
+
+
+# -- following a cluster ----------------------------------------------------------------------
+def describe_cluster(aws: Aws, cluster_id: str) -> Dict[str, Any]:
+    return aws.call(Request("emr", "DescribeCluster", {"ClusterId": cluster_id}))["Cluster"]
+
+
+def latest_step_id(aws: Aws, cluster_id: str) -> Optional[str]:
+    steps = aws.call(Request("emr", "ListSteps", {"ClusterId": cluster_id}))["Steps"]
+    return steps[0]["Id"] if steps else None  # EMR lists the most recent first
+
+
+def describe_step(aws: Aws, cluster_id: str, step_id: str) -> Dict[str, Any]:
+    return aws.call(Request("emr", "DescribeStep", {"ClusterId": cluster_id, "StepId": step_id}))["Step"]
+
+
+def _reason(status: Dict[str, Any]) -> str:
+    details = status.get("FailureDetails") or {}
+    change = status.get("StateChangeReason") or {}
+    text = "; ".join(str(x) for x in (details.get("Reason"), details.get("Message"),
+                                       details.get("LogFile"), change.get("Message")) if x)
+    return f" ({text})" if text else ""
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def wait(aws: Aws, cluster_id: str, step_id: Optional[str] = None, poll_s: float = 30.0,
+         timeout_s: Optional[float] = None, echo: Callable[[str], None] = print,
+         sleep: Optional[Callable[[float], None]] = None,
+         clock: Callable[[], float] = time.monotonic) -> Dict[str, Any]:
+    """Print state changes until the step ends (or, without a step, the cluster is ready).
+
+    Returns {cluster_id, cluster_state, step_id, step_state}; raises OrchardError when the step
+    fails or the cluster ends first.
+    """
+    started = clock()
+    last: Tuple[Optional[str], Optional[str]] = (None, None)
+    while True:
+        cluster = describe_cluster(aws, cluster_id)
+        cluster_state = cluster["Status"]["State"]
+        step_state, step = None, None
+        if step_id:
+            step = describe_step(aws, cluster_id, step_id)
+            step_state = step["Status"]["State"]
+        if (cluster_state, step_state) != last:
+            stamp = dt.datetime.now().strftime("%H:%M:%S")
+            echo(f"{stamp} cluster {cluster_id} {cluster_state}"
+                 + (f", step {step_id} {step_state}" if step_id else ""))
+            last = (cluster_state, step_state)
+        result = {"cluster_id": cluster_id, "cluster_state": cluster_state,
+                  "step_id": step_id, "step_state": step_state}
+        if step_id and step_state in STEP_DONE_OK:
+            return result
+        if step_id and step_state in STEP_DONE_BAD:
+            raise OrchardError(f"step {step_id} {step_state}{_reason(step['Status'])}: "
+                               f"see `orchard aws logs --cluster-id {cluster_id} --step-id {step_id}`")
+        if cluster_state in CLUSTER_DONE:
+            raise OrchardError(f"cluster {cluster_id} {cluster_state}{_reason(cluster['Status'])}")
+        if not step_id and cluster_state in CLUSTER_READY:
+            return result
+        if aws.dry_run:
+            return result
+        if timeout_s is not None and clock() - started > timeout_s:
+            raise OrchardError(f"still {cluster_state}" + (f"/{step_state}" if step_id else "")
+                               + f" after {timeout_s:.0f} s (the cluster keeps running)")
+        (sleep or _sleep)(poll_s)
+
+
+def parse_s3_uri(uri: str) -> Tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("s3", "s3n", "s3a") or not parsed.netloc:
+        raise OrchardError(f"not an S3 URI: {uri}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def step_logs(aws: Aws, cluster_id: str, step_id: Optional[str] = None,
+              streams: Tuple[str, ...] = ("stdout", "stderr")) -> Dict[str, Any]:
+    """The step's log files from the cluster's log URI: {step_id, uri, logs: {stream: text|None}}.
+
+    EMR copies step logs to S3 about every five minutes, and once more when the step ends.
+    """
+    cluster = describe_cluster(aws, cluster_id)
+    log_uri = cluster.get("LogUri")
+    if not log_uri:
+        raise OrchardError(f"cluster {cluster_id} has no log URI: its logs stay on the nodes")
+    step_id = step_id or latest_step_id(aws, cluster_id)
+    if not step_id:
+        raise OrchardError(f"cluster {cluster_id} has no steps")
+    bucket, prefix = parse_s3_uri(log_uri)
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    folder = f"{prefix}{cluster_id}/steps/{step_id}/"
+    logs: Dict[str, Optional[str]] = {}
+    for stream in streams:
+        response = aws.try_call(Request("s3", "GetObject", {"Bucket": bucket, "Key": f"{folder}{stream}.gz"}),
+                                missing=("NoSuchKey", "404", "NotFound"))
+        body = response.get("Body") if response else None
+        if body is None:
+            logs[stream] = None
+            continue
+        data = body.read()
+        try:
+            logs[stream] = gzip.decompress(data).decode("utf-8", errors="replace")
+        except OSError:
+            logs[stream] = data.decode("utf-8", errors="replace")
+    return {"cluster_id": cluster_id, "step_id": step_id, "uri": f"s3://{bucket}/{folder}", "logs": logs}
+
+
+def terminate(aws: Aws, cluster_id: str) -> Dict[str, Any]:
+    cluster = describe_cluster(aws, cluster_id)
+    state = cluster["Status"]["State"]
+    if state in CLUSTER_DONE or state == "TERMINATING":
+        return {"cluster_id": cluster_id, "state": state, "requested": False}
+    if cluster.get("TerminationProtected"):
+        raise OrchardError(f"cluster {cluster_id} is termination-protected: turn that off first "
+                           f"(aws emr modify-cluster-attributes --cluster-id {cluster_id} "
+                           "--no-termination-protected)")
+    aws.call(Request("emr", "TerminateJobFlows", {"JobFlowIds": [cluster_id]}, why="stop paying"))
+    return {"cluster_id": cluster_id, "state": "TERMINATING", "requested": True}
+
+
+def tunnel_command(aws: Aws, cluster_id: str, identity_file: Optional[str] = None) -> Dict[str, Any]:
+    """The `ssh -N -L ...` command forwarding the primary node's web UIs to localhost."""
+    import os
+
+    cluster = describe_cluster(aws, cluster_id)
+    host = cluster.get("MasterPublicDnsName")
+    if not host:
+        raise OrchardError(f"cluster {cluster_id} ({cluster['Status']['State']}) has no primary node "
+                           "address yet: wait until it is WAITING or RUNNING")
+    key_name = (cluster.get("Ec2InstanceAttributes") or {}).get("Ec2KeyName")
+    if not identity_file and not key_name:
+        raise OrchardError(f"cluster {cluster_id} has no EC2 key pair: create it with --key-name "
+                           "and --ssh-cidr to use the tunnel")
+    identity = identity_file or os.path.join("~", ".ssh", f"{key_name}.pem")
+    command = ["ssh", "-i", os.path.expanduser(identity), "-N",
+               "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=30",
+               "-o", "StrictHostKeyChecking=accept-new"]
+    for port, _ in TUNNEL_PORTS.values():
+        command += ["-L", f"{port}:localhost:{port}"]
+    command.append(f"hadoop@{host}")
+    scheme = {"jupyterhub": "https"}
+    urls = {name: f"{scheme.get(name, 'http')}://localhost:{port}/"
+            for name, (port, _) in TUNNEL_PORTS.items()}
+    return {"cluster_id": cluster_id, "host": host, "command": command, "urls": urls}
