@@ -72,13 +72,13 @@ def timeline(a: Analysis, path: Path) -> Path:
     gantt.set_yticklabels([f"executor {e} · core {lane + 1}" if e != "driver" else f"driver · core {lane + 1}"
                            for e, lane in lanes], fontsize=8)
     gantt.set_ylim(n - 0.5, -0.5)
-    gantt.set_title("Tasks per executor core (bars: tasks by pipeline phase; black tick: executor registered)",
-                    fontsize=10, loc="left")
+    gantt.set_title("Tasks per executor core (black tick: executor registered)", fontsize=10, loc="left")
     phases = [p for p in PHASE_COLOURS if any(s.phase == p for s in a.stages)]
-    gantt.legend(handles=_legend_handles(phases), loc="upper right", fontsize=8, ncol=len(phases), framealpha=0.9)
+    gantt.legend(handles=_legend_handles(phases), loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+                 ncol=len(phases), frameon=False, borderaxespad=0.2)
     gantt.grid(axis="x", alpha=0.3)
 
-    steps = concurrency(a.tasks, a.t0_ms, a.task_cpus)
+    steps = concurrency(a.tasks, a.t0_ms, a.task_cpus, {e.id: e.cores for e in a.executors})
     cores = available_cores(a.executors)
     if steps:
         xs, ys = zip(*steps)
@@ -91,9 +91,10 @@ def timeline(a: Analysis, path: Path) -> Path:
     load.set_ylim(0, max(a.total_cores, 1) * 1.25 + 0.2)
     load.set_ylabel("cores")
     load.set_xlabel(f"seconds since {a.t0_label}")
-    load.set_title(f"Busy cores: utilisation {a.utilisation:.0%} of available core-seconds "
-                   f"(shaded red: no task running anywhere)", fontsize=10, loc="left")
-    load.legend(loc="upper right", fontsize=8, ncol=2)
+    load.set_title(f"Busy cores: {a.utilisation:.0%} of available core-seconds (red: no task anywhere)",
+                   fontsize=10, loc="left")
+    load.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=2, frameon=False,
+                borderaxespad=0.2)
     load.grid(alpha=0.3)
 
     if top is not None:
@@ -143,7 +144,7 @@ def stages(a: Analysis, path: Path) -> Path:
         title += f" (the {len(shown)} longest of {len(a.stages)})"
     axis.set_title(title, fontsize=10, loc="left")
     phases = [p for p in PHASE_COLOURS if any(s.phase == p for s in shown)]
-    axis.legend(handles=_legend_handles(phases), loc="lower right", fontsize=8)
+    axis.legend(handles=_legend_handles(phases), loc="upper right", fontsize=8)
     axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
@@ -197,7 +198,7 @@ def task_records(a: Analysis, path: Path) -> Path:
     """Records and bytes each task consumed, and task time against records, for the image
     stages (read, featurize) and the busiest others."""
     plt = _plt()
-    chosen = [s for s in _busiest(a, 6) if s.records or s.bytes_in]
+    chosen = [s for s in _busiest(a, 6) if s.records]  # rows from files or the shuffle (not the cache)
     figure, axes = plt.subplots(1, 3, figsize=(13, 4.3), dpi=DPI)
     records_axis, bytes_axis, scatter_axis = axes
     if chosen:
@@ -207,7 +208,8 @@ def task_records(a: Analysis, path: Path) -> Path:
         labels = [f"{s.stage_id}\n{s.phase}" for s in chosen]
         records = [[t.records for t in by_stage[(s.stage_id, s.attempt)]] for s in chosen]
         megabytes = [[t.bytes_in / 1e6 for t in by_stage[(s.stage_id, s.attempt)]] for s in chosen]
-        for axis, data, unit in ((records_axis, records, "records per task"), (bytes_axis, megabytes, "MB read per task")):
+        for axis, data, unit, title in ((records_axis, records, "records per task", "Records per task"),
+                                        (bytes_axis, megabytes, "MB read per task", "MB read per task")):
             box = axis.boxplot(data, patch_artist=True, showfliers=True, widths=0.55)
             for patch, stage in zip(box["boxes"], chosen):
                 patch.set_facecolor(PHASE_COLOURS.get(stage.phase, "#888"))
@@ -216,7 +218,7 @@ def task_records(a: Analysis, path: Path) -> Path:
             axis.set_xticklabels(labels, fontsize=8)
             axis.set_ylabel(unit)
             axis.set_xlabel("Spark stage")
-            axis.set_title(unit.capitalize() + " (files, or shuffle rows)", fontsize=10, loc="left")
+            axis.set_title(title + " (image files or shuffle)", fontsize=10, loc="left")
             axis.grid(axis="y", alpha=0.3)
             axis.set_ylim(bottom=0)
         main = a.main_stage
@@ -224,11 +226,17 @@ def task_records(a: Analysis, path: Path) -> Path:
             tasks = by_stage.get((main.stage_id, main.attempt), [])
             executors = sorted({t.executor for t in tasks})
             cmap = plt.get_cmap("tab10")
+            first_on_lane = {}
+            for task in sorted(tasks, key=lambda t: t.launch_ms):
+                first_on_lane.setdefault(a.slots[task.task_id], task.task_id)
+            firsts = set(first_on_lane.values())
             for i, executor in enumerate(executors):
-                mine = [t for t in tasks if t.executor == executor]
-                scatter_axis.scatter([t.records for t in mine], [t.duration_ms / 1000 for t in mine], s=22,
-                                     color=cmap(i % 10), edgecolors="black", linewidths=0.3,
-                                     label=f"executor {executor}")
+                for first, marker, note in ((True, "^", " (first task on a core)"), (False, "o", "")):
+                    mine = [t for t in tasks if t.executor == executor and (t.task_id in firsts) == first]
+                    if mine:
+                        scatter_axis.scatter([t.records for t in mine], [t.duration_ms / 1000 for t in mine], s=26,
+                                             marker=marker, color=cmap(i % 10), edgecolors="black",
+                                             linewidths=0.3, label=f"executor {executor}{note}")
             scatter_axis.set_xlabel("records in the task")
             scatter_axis.set_ylabel("task time (s)")
             scatter_axis.set_title(f"Stage {main.stage_id} ({main.phase}): time vs records", fontsize=10, loc="left")

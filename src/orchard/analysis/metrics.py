@@ -73,6 +73,9 @@ class StageStats:
     cores: int = 0  # cores available during the stage
     idle_core_s: float = 0.0  # cores x duration - busy: cores without a task of this stage
     waves: float = 0.0  # tasks / cores
+    tail_idle_core_s: float = 0.0  # cores that finished their last task before the stage's last task
+    first_wave_median_s: float = 0.0  # the first task on each core (Python worker start, model load)
+    later_median_s: float = 0.0  # the other tasks
 
     @property
     def label(self) -> str:
@@ -181,6 +184,9 @@ class Analysis:
                 "stage_id": main.stage_id, "phase": main.phase, "tasks": main.n_tasks,
                 "duration_s": round(main.duration_s, 2), "median_task_s": round(main.median_task_s, 3),
                 "max_task_s": round(main.max_task_s, 3), "skew": round(main.skew, 3),
+                "tail_idle_core_s": round(main.tail_idle_core_s, 2),
+                "first_wave_median_s": round(main.first_wave_median_s, 3),
+                "later_median_s": round(main.later_median_s, 3),
                 "records_per_task": main.records_per_task,
             },
             "stages": [{"stage_id": s.stage_id, "attempt": s.attempt, "phase": s.phase, "name": s.name,
@@ -229,20 +235,25 @@ def stage_phase(stage: Stage, tag: Optional[str], tasks: List[Task], featurize_s
 # --------------------------------------------------------------------------- helpers
 
 
-def assign_slots(tasks: List[Task]) -> Dict[int, Tuple[str, int]]:
-    """Lane of every task on its executor (first free lane at launch): for the Gantt chart."""
+def assign_slots(tasks: List[Task], cores: Optional[Dict[str, int]] = None) -> Dict[int, Tuple[str, int]]:
+    """Lane (core) of every task on its executor, for the Gantt chart: the first free lane at
+    launch, else (the driver logs a finish a few ms after the core is free again) the lane
+    that frees first, so an executor never shows more lanes than it has cores."""
     lanes: Dict[int, Tuple[str, int]] = {}
     free_at: Dict[str, List[int]] = {}
     for task in sorted(tasks, key=lambda t: (t.launch_ms, t.task_id)):
         ends = free_at.setdefault(task.executor, [])
-        for lane, end in enumerate(ends):
-            if end <= task.launch_ms:
-                ends[lane] = task.finish_ms
-                lanes[task.task_id] = (task.executor, lane)
-                break
+        limit = (cores or {}).get(task.executor)
+        free = [lane for lane, end in enumerate(ends) if end <= task.launch_ms]
+        if free:
+            lane = free[0]
+        elif limit is not None and len(ends) >= limit:
+            lane = min(range(len(ends)), key=lambda i: ends[i])
         else:
-            ends.append(task.finish_ms)
-            lanes[task.task_id] = (task.executor, len(ends) - 1)
+            ends.append(0)
+            lane = len(ends) - 1
+        ends[lane] = max(ends[lane], task.finish_ms)
+        lanes[task.task_id] = (task.executor, lane)
     return lanes
 
 
@@ -269,17 +280,23 @@ def gaps_between(busy: List[Tuple[float, float]], start: float, end: float,
     return gaps
 
 
-def concurrency(tasks: List[Task], t0_ms: int, task_cpus: int = 1) -> List[Tuple[float, int]]:
-    """Step function (time s, busy cores from then on) over all executors."""
-    deltas: Dict[float, int] = {}
+def concurrency(tasks: List[Task], t0_ms: int, task_cpus: int = 1,
+                cores: Optional[Dict[str, int]] = None) -> List[Tuple[float, int]]:
+    """Step function (time s, busy cores from then on) over all executors, each executor's
+    count capped at its cores (a finish is logged a few ms after the core frees)."""
+    deltas: Dict[str, Dict[float, int]] = {}
     for task in tasks:
+        mine = deltas.setdefault(task.executor, {})
         start, end = (task.launch_ms - t0_ms) / 1000, (task.finish_ms - t0_ms) / 1000
-        deltas[start] = deltas.get(start, 0) + task_cpus
-        deltas[end] = deltas.get(end, 0) - task_cpus
-    steps, level = [], 0
-    for time in sorted(deltas):
-        level += deltas[time]
-        steps.append((time, level))
+        mine[start] = mine.get(start, 0) + task_cpus
+        mine[end] = mine.get(end, 0) - task_cpus
+    times = sorted({time for mine in deltas.values() for time in mine})
+    levels = {executor: 0 for executor in deltas}
+    steps = []
+    for time in times:
+        for executor, mine in deltas.items():
+            levels[executor] += mine.get(time, 0)
+        steps.append((time, sum(min(level, (cores or {}).get(executor, level)) for executor, level in levels.items())))
     return steps
 
 
@@ -351,6 +368,8 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
     cores_steps = available_cores(executor_rows)
     total_cores = max((level for _, level in cores_steps), default=0) or sum(e.cores for e in executor_rows)
 
+    slots = assign_slots(tasks, {e.id: max(1, e.cores // task_cpus) for e in executor_rows})
+
     # stages
     by_stage: Dict[Tuple[int, int], List[Task]] = {}
     for task in tasks:
@@ -368,12 +387,26 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
         start_ms = stage.submitted_ms or min(t.launch_ms for t in mine)
         finish_ms = stage.completed_ms or max(t.finish_ms for t in mine)
         durations = [t.duration_ms / 1000 for t in mine]
-        records = [t.records for t in mine]
+        # rows read from files or the shuffle; for cached data Spark counts cached batches: unknown
+        counted = any(s.startswith("Scan") for s in stage.scopes) or any(t.shuffle_read_records for t in mine)
+        records = [t.records if counted else 0 for t in mine]
         bytes_in = [t.bytes_in for t in mine]
         duration = max(1e-3, (finish_ms - start_ms) / 1000)
         busy = sum(durations) * task_cpus
         cores = _cores_at(cores_steps, rel(start_ms + 1)) or total_cores
         median = _median(durations)
+        last_on_lane: Dict[Tuple[str, int], int] = {}
+        first_on_lane: Dict[Tuple[str, int], Task] = {}
+        for task in mine:
+            lane = slots[task.task_id]
+            last_on_lane[lane] = max(last_on_lane.get(lane, 0), task.finish_ms)
+            if lane not in first_on_lane or task.launch_ms < first_on_lane[lane].launch_ms:
+                first_on_lane[lane] = task
+        stage_end = max(t.finish_ms for t in mine)
+        tail = sum(stage_end - end for end in last_on_lane.values()) / 1000 * task_cpus
+        first_ids = {t.task_id for t in first_on_lane.values()}
+        first_wave = [t.duration_ms / 1000 for t in mine if t.task_id in first_ids]
+        later = [t.duration_ms / 1000 for t in mine if t.task_id not in first_ids]
         stage_rows.append(StageStats(
             stage_id=stage.stage_id, attempt=stage.attempt, name=stage.name, phase=phase,
             job_id=stage.job_id, orchard_stage=tag, n_tasks=len(mine),
@@ -389,6 +422,7 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
             spilled_bytes=sum(t.spilled_bytes for t in mine),
             records_per_s=sum(records) / duration, cores=cores,
             idle_core_s=max(0.0, cores * duration - busy), waves=len(mine) * task_cpus / max(cores, 1),
+            tail_idle_core_s=tail, first_wave_median_s=_median(first_wave), later_median_s=_median(later),
         ))
 
     busy_total = sum(t.duration_ms for t in tasks) / 1000 * task_cpus
@@ -467,7 +501,7 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
     images_per_s: Dict[str, float] = {}
     if images:
         for name, value in wall_by_stage.items():
-            if value > 0 and name not in ("model", "write_errors", "write_model"):
+            if value > 0 and name in ("list", "featurize", "pca_fit", "write_features"):
                 images_per_s[name] = images / value
         if seconds.get("total"):
             images_per_s["whole run"] = images / seconds["total"]
@@ -494,7 +528,8 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
         utilisation_app=busy_total / (max(total_cores, 1) * app_seconds),
         gaps=gaps, startup=startup, stage_windows=windows, wall_by_stage=wall_by_stage,
         core_s_by_phase=core_s_by_phase, time_split=time_split, images_per_s=images_per_s,
-        main_stage=main, findings=[], verdict="", tasks=tasks, slots=assign_slots(tasks), t0_ms=t0_ms,
+        main_stage=main, findings=[], verdict="", tasks=tasks,
+        slots=slots, t0_ms=t0_ms,
     )
     analysis.findings = diagnose(analysis, record)
     analysis.verdict = verdict_text(analysis)
@@ -548,19 +583,30 @@ def diagnose(a: Analysis, record: Dict[str, Any]) -> List[Finding]:
                 "partitions", lost,
                 f"too few partitions: {main.phase} ran {main.n_tasks} tasks on {cores} cores "
                 f"({main.waves:.2f} waves); the last wave leaves {(1 - fill):.0%} of the cores idle."))
-        # a straggler: one long task while the other cores wait
-        if main.skew >= 2.0 and main.max_task_s >= SKEW_MIN_TASK_S:
-            lost = main.max_task_s - main.median_task_s
+        # a straggler: one long task at the end while the other cores wait for it
+        warm_up = main.later_median_s > 0 and main.first_wave_median_s >= 1.5 * main.later_median_s
+        tail_share = main.tail_idle_core_s / max(cores * main.duration_s, 1e-3)
+        if main.skew >= 2.0 and main.max_task_s >= SKEW_MIN_TASK_S and tail_share >= 0.1:
             findings.append(Finding(
-                "straggler", lost,
+                "straggler", main.tail_idle_core_s / cores,
                 f"a straggler partition: in stage {main.stage_id} ({main.phase}) the longest task took "
                 f"{main.max_task_s:.1f} s against a median of {main.median_task_s:.1f} s "
-                f"(skew {main.skew:.1f}); the other cores idled {main.idle_core_s:.1f} core-s meanwhile."))
-        elif main.idle_core_s > 0.25 * cores * main.duration_s and main.duration_s > 2:
+                f"(skew {main.skew:.1f}); the other cores waited {main.tail_idle_core_s:.1f} core-s for the last task."))
+        elif tail_share >= 0.15 and main.duration_s > 2:
             findings.append(Finding(
-                "imbalance", main.idle_core_s / cores,
-                f"uneven load in stage {main.stage_id} ({main.phase}): {main.idle_core_s:.1f} of "
-                f"{cores * main.duration_s:.1f} core-s idle (skew {main.skew:.2f})."))
+                "imbalance", main.tail_idle_core_s / cores,
+                f"a long tail in stage {main.stage_id} ({main.phase}): cores finished early and waited "
+                f"{main.tail_idle_core_s:.1f} core-s for the last tasks ({tail_share:.0%} of the stage's core-s; "
+                f"skew {main.skew:.2f})."))
+        if warm_up:
+            extra = main.first_wave_median_s - main.later_median_s
+            findings.append(Finding(
+                "warmup", extra,
+                f"warm-up: the first task on each core took {main.first_wave_median_s:.1f} s (median) against "
+                f"{main.later_median_s:.1f} s for the later ones: a fresh Python worker imports its libraries, "
+                f"loads the model and runs it once ({extra:.1f} s per core). Every core pays it in the same "
+                f"first wave, so it inflates the skew (max/median {main.skew:.2f}) without unbalancing the cores "
+                f"(tail {main.tail_idle_core_s:.1f} core-s); fewer, larger partitions amortise it."))
 
     # I/O and the model, measured by task time
     core_s = a.core_s_by_phase
@@ -570,7 +616,9 @@ def diagnose(a: Analysis, record: Dict[str, Any]) -> List[Finding]:
     if io / busy > 0.25:
         findings.append(Finding(
             "io", io / cores,
-            f"I/O: reading and writing files took {io:.1f} core-s, {io / busy:.0%} of all task time."))
+            f"I/O: reading the images ({core_s.get('read', 0.0):.1f} core-s) and writing Parquet "
+            f"({core_s.get('write', 0.0):.1f} core-s, which includes the PCA projection) took "
+            f"{io / busy:.0%} of all task time."))
     udf = record.get("udf_seconds") or {}
     featurize_core_s = core_s.get("featurize", 0.0)
     if featurize_core_s:
@@ -605,16 +653,17 @@ def verdict_text(a: Analysis) -> str:
     names = {
         "startup": "start-up (a fixed cost)", "driver": "driver-side work while the executors waited",
         "partitions": "too few partitions for the cores", "straggler": "one straggler partition",
-        "imbalance": "uneven task load", "io": "I/O", "model": "the model (inference on the CPU)",
+        "imbalance": "a long tail of tasks", "warmup": "per-worker warm-up (first wave)", "io": "I/O", "model": "the model (inference on the CPU)",
         "pca": "the PCA fit",
     }
+    detail = top.text.split(": ", 1)[1] if ": " in top.text else top.text
     text = (f"This run ({a.wall_s:.1f} s, {a.images or 'unknown number of'} images, {a.total_cores} cores, "
-            f"utilisation {a.utilisation:.0%}) was limited most by {names.get(top.key, top.key)}: {top.text}")
+            f"utilisation {a.utilisation:.0%}) was limited most by {names.get(top.key, top.key)}: {detail}")
     others = [names.get(f.key, f.key) for f in a.findings[1:3] if f.seconds > 0.05 * a.wall_s]
     if others:
         text += f" Next: {', '.join(others)}."
     main = a.main_stage
     if main is not None:
-        text += (f" Skew (max/median task time) of the {main.phase} stage: {main.skew:.2f}"
-                 + (" (balanced)." if main.skew < 2 else "."))
+        text += (f" Skew (max/median task time) of the {main.phase} stage: {main.skew:.2f}; cores waiting "
+                 f"on the last task: {main.tail_idle_core_s:.1f} core-s.")
     return text

@@ -120,9 +120,12 @@ def blocks(a: Analysis, record: Optional[Dict[str, Any]], figures: Sequence[Tupl
          "skew", "records", "records/s", "MB in", "MB out", "idle core-s"],
         [(f"{s.stage_id}" + (f".{s.attempt}" if s.attempt else ""), s.phase, s.orchard_stage or "–", s.n_tasks,
           f"{s.duration_s:.2f}", f"{s.median_task_s:.2f}", f"{s.max_task_s:.2f}", f"{s.skew:.2f}",
-          f"{s.records:,}", f"{s.records_per_s:,.0f}", _mb(s.bytes_in), _mb(s.output_bytes + s.shuffle_write_bytes),
+          f"{s.records:,}" if s.records else "–", f"{s.records_per_s:,.0f}" if s.records else "–", _mb(s.bytes_in), _mb(s.output_bytes + s.shuffle_write_bytes),
           f"{s.idle_core_s:.1f}") for s in a.stages],
     )))
+    out.append(("p", "records: rows read from image files or from the shuffle (– where Spark reads cached "
+                     "data and counts batches); MB in: file or shuffle bytes read; MB out: Parquet and shuffle "
+                     "bytes written; idle core-s: cores x stage time minus task time."))
     out.append(("h2", "Task times and skew"))
     figure("task_durations.png", "Task time distribution per stage")
     out.append(("h2", "Records and bytes per task"))
