@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "orchard.commands.models",
     "orchard.commands.report",
     "orchard.commands.aws",
+    "orchard.commands.local",
+    "orchard.commands.transfer",
 )
 
 

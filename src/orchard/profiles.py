@@ -18,3 +18,13 @@ def profile_spark_conf(name: str) -> Dict[str, str]:
         known = ", ".join(sorted(PROFILES)) or "none yet"
         raise OrchardError(f"unknown profile {name!r} (known: {known})") from None
     return make_conf()
+
+
+def local_cluster_conf() -> Dict[str, str]:
+    """`--profile local`: the cluster of `orchard local up` (state dir $ORCHARD_STATE_DIR)."""
+    from orchard.cluster import LocalCluster
+
+    return LocalCluster().spark_conf()
+
+
+PROFILES["local"] = local_cluster_conf
