@@ -79,21 +79,35 @@ def tls_only_policy(bucket: str) -> Dict[str, Any]:
     }
 
 
-def bucket_policy(bucket: str) -> Request:
+def bucket_policy(bucket: str, existing: Optional[Dict[str, Any]] = None) -> Request:
+    """orchard's TLS-only statements, added to the statements of an `existing` policy."""
+    policy = tls_only_policy(bucket)
+    if existing:
+        ours = {statement["Sid"] for statement in policy["Statement"]}
+        kept = [s for s in existing.get("Statement", []) if s.get("Sid") not in ours]
+        policy["Statement"] = kept + policy["Statement"]
     return Request("s3", "PutBucketPolicy", {
-        "Bucket": bucket, "Policy": json.dumps(tls_only_policy(bucket), sort_keys=True),
+        "Bucket": bucket, "Policy": json.dumps(policy, sort_keys=True),
     }, why="deny every request not over TLS 1.2+ (aws:SecureTransport, s3:TlsVersion)")
 
 
-def lifecycle(bucket: str, log_days: int = DEFAULT_LOG_RETENTION_DAYS) -> Request:
+def lifecycle_rules(log_days: int) -> List[Dict[str, Any]]:
+    return [
+        {"ID": "orchard-expire-logs", "Status": "Enabled", "Filter": {"Prefix": LOGS_PREFIX},
+         "Expiration": {"Days": log_days}},
+        {"ID": "orchard-abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
+    ]
+
+
+def lifecycle(bucket: str, log_days: int = DEFAULT_LOG_RETENTION_DAYS,
+              existing: Optional[List[Dict[str, Any]]] = None) -> Request:
+    """orchard's lifecycle rules, added to the `existing` rules of the bucket."""
+    rules = lifecycle_rules(log_days)
+    ours = {rule["ID"] for rule in rules}
+    kept = [rule for rule in existing or [] if rule.get("ID") not in ours]
     return Request("s3", "PutBucketLifecycleConfiguration", {
-        "Bucket": bucket,
-        "LifecycleConfiguration": {"Rules": [
-            {"ID": "orchard-expire-logs", "Status": "Enabled", "Filter": {"Prefix": LOGS_PREFIX},
-             "Expiration": {"Days": log_days}},
-            {"ID": "orchard-abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
-             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
-        ]},
+        "Bucket": bucket, "LifecycleConfiguration": {"Rules": kept + rules},
     }, why=f"EMR logs expire after {log_days} days; interrupted uploads are cleaned after 7")
 
 
@@ -105,7 +119,11 @@ def tagging(bucket: str) -> Request:
 
 def init_bucket(aws: Aws, bucket: str, kms_key_id: Optional[str] = None,
                 log_days: int = DEFAULT_LOG_RETENTION_DAYS) -> Dict[str, Any]:
-    """Create (or bring up to date) the bucket with orchard's safe settings. Idempotent."""
+    """Create (or bring up to date) the bucket with orchard's safe settings. Idempotent.
+
+    On a bucket that existed, a policy's and the lifecycle's other statements and rules are
+    kept (orchard's are added or replaced), and an SSE-KMS encryption is never downgraded.
+    """
     if log_days < 1:
         raise OrchardError(f"--log-retention-days must be >= 1, got {log_days}")
     created = aws.call(create_bucket(bucket, aws.region))
@@ -116,12 +134,39 @@ def init_bucket(aws: Aws, bucket: str, kms_key_id: Optional[str] = None,
     if location != aws.region:
         raise OrchardError(f"bucket {bucket} already exists in {location}, not {aws.region}: "
                            f"pass --region {location}, or choose another bucket name")
-    for request in (public_access_block(bucket), ownership_controls(bucket),
-                    encryption(bucket, kms_key_id), bucket_policy(bucket),
-                    lifecycle(bucket, log_days), tagging(bucket)):
-        aws.call(request)
+    policy, rules = None, None
+    if existed:
+        policy, rules = _existing_settings(aws, bucket, kms_key_id)
+    aws.call(public_access_block(bucket))
+    aws.call(ownership_controls(bucket))
+    aws.call(encryption(bucket, kms_key_id))
+    aws.call(bucket_policy(bucket, policy))
+    aws.call(lifecycle(bucket, log_days, rules))
+    if not existed:  # PutBucketTagging replaces every tag: only on a bucket orchard created
+        aws.call(tagging(bucket))
     return {"bucket": bucket, "region": aws.region, "existed": existed,
             "encryption": "aws:kms" if kms_key_id else "AES256"}
+
+
+def _existing_settings(aws: Aws, bucket: str, kms_key_id: Optional[str]):
+    """(policy, lifecycle rules) of an existing bucket; refuses to downgrade its encryption."""
+    current = aws.try_call(Request("s3", "GetBucketEncryption", {"Bucket": bucket},
+                                   why="never downgrade an existing KMS encryption"),
+                           missing=("ServerSideEncryptionConfigurationNotFoundError",))
+    for rule in (current or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", []):
+        default = rule.get("ApplyServerSideEncryptionByDefault", {})
+        if default.get("SSEAlgorithm", "").startswith("aws:kms") and not kms_key_id:
+            raise OrchardError(f"bucket {bucket} is encrypted with KMS key "
+                               f"{default.get('KMSMasterKeyID', '(AWS managed)')}: pass --kms-key-id "
+                               "to keep it (orchard does not downgrade to SSE-S3)")
+    found = aws.try_call(Request("s3", "GetBucketPolicy", {"Bucket": bucket},
+                                 why="keep the statements of an existing policy"),
+                         missing=("NoSuchBucketPolicy",))
+    policy = json.loads(found["Policy"]) if found and found.get("Policy") else None
+    found = aws.try_call(Request("s3", "GetBucketLifecycleConfiguration", {"Bucket": bucket},
+                                 why="keep the rules of an existing lifecycle"),
+                         missing=("NoSuchLifecycleConfiguration",))
+    return policy, (found or {}).get("Rules")
 
 
 # -- push: uploads that skip identical objects ----------------------------------------------
