@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "orchard.commands.evaluate",
     "orchard.commands.models",
     "orchard.commands.report",
+    "orchard.commands.scale_test",
     "orchard.commands.aws",
     "orchard.commands.local",
     "orchard.commands.transfer",
