@@ -334,7 +334,8 @@ def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset
 
     # terminate --------------------------------------------------------------------------------
     sent.clear()
-    assert cli(capsys, "aws", "terminate", "--cluster-id", cluster_id)[0] == 0
+    code, out, _ = cli(capsys, "aws", "terminate", "--cluster-id", cluster_id, "--wait")
+    assert code == 0 and out.strip().endswith(f"cluster {cluster_id} terminated")
     assert params_of(sent, "TerminateJobFlows") == [{"JobFlowIds": [cluster_id]}]
     assert emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"] == "TERMINATED"
     assert cli_json(capsys, "aws", "terminate", "--cluster-id", cluster_id)["requested"] is False
@@ -564,3 +565,30 @@ def test_long_bucket_names_give_valid_role_names():
     layout = Layout("a" * 63)
     assert len(layout.ec2_role) <= 64 and layout.ec2_role.startswith("orchard-emr-ec2-")
     assert Layout("b" * 63).ec2_role != layout.ec2_role
+
+
+# -- the documentation shows what the commands print ---------------------------------------
+DOC = Path(__file__).resolve().parents[1] / "docs" / "aws.md"
+
+
+def documented_outputs():
+    """(command line, printed block) of each `$ orchard ...` example in docs/aws.md."""
+    import re
+
+    text = DOC.read_text(encoding="utf-8")
+    return re.findall(r"```\n\$ (orchard [^\n]+)\n(.*?)\n```", text, flags=re.S)
+
+
+def test_docs_show_current_outputs(no_aws, capsys):
+    import shlex
+
+    examples = documented_outputs()
+    commands = [line for line, _ in examples]
+    assert any("cluster create" in c and "--dry-run" in c for c in commands)
+    assert any(" submit " in c and "--dry-run" in c for c in commands)
+    assert any(" cost " in c for c in commands)
+    for line, block in examples:
+        code, out, err = cli(capsys, *shlex.split(line)[1:])
+        assert code == 0, err
+        assert out.rstrip("\n") == block, \
+            f"docs/aws.md is out of date for `{line}`: run python scripts/update-aws-docs.py"

@@ -487,17 +487,30 @@ def step_logs(aws: Aws, cluster_id: str, step_id: Optional[str] = None,
     return {"cluster_id": cluster_id, "step_id": step_id, "uri": f"s3://{bucket}/{folder}", "logs": logs}
 
 
-def terminate(aws: Aws, cluster_id: str) -> Dict[str, Any]:
+def terminate(aws: Aws, cluster_id: str, wait_s: Optional[float] = None, poll_s: float = 15.0,
+              echo: Callable[[str], None] = print) -> Dict[str, Any]:
+    """TerminateJobFlows; with `wait_s`, poll until the cluster is gone (at most that long)."""
     cluster = describe_cluster(aws, cluster_id)
     state = cluster["Status"]["State"]
-    if state in CLUSTER_DONE or state == "TERMINATING":
-        return {"cluster_id": cluster_id, "state": state, "requested": False}
-    if cluster.get("TerminationProtected"):
-        raise OrchardError(f"cluster {cluster_id} is termination-protected: turn that off first "
-                           f"(aws emr modify-cluster-attributes --cluster-id {cluster_id} "
-                           "--no-termination-protected)")
-    aws.call(Request("emr", "TerminateJobFlows", {"JobFlowIds": [cluster_id]}, why="stop paying"))
-    return {"cluster_id": cluster_id, "state": "TERMINATING", "requested": True}
+    requested = False
+    if state not in CLUSTER_DONE and state != "TERMINATING":
+        if cluster.get("TerminationProtected"):
+            raise OrchardError(f"cluster {cluster_id} is termination-protected: turn that off first "
+                               f"(aws emr modify-cluster-attributes --cluster-id {cluster_id} "
+                               "--no-termination-protected)")
+        aws.call(Request("emr", "TerminateJobFlows", {"JobFlowIds": [cluster_id]}, why="stop paying"))
+        requested, state = True, "TERMINATING"
+    if wait_s is not None and not aws.dry_run:
+        deadline = time.monotonic() + wait_s
+        while state not in CLUSTER_DONE:
+            if time.monotonic() > deadline:
+                raise OrchardError(f"cluster {cluster_id} still {state} after {wait_s:.0f} s")
+            _sleep(poll_s)
+            new_state = describe_cluster(aws, cluster_id)["Status"]["State"]
+            if new_state != state:
+                echo(f"{dt.datetime.now().strftime('%H:%M:%S')} cluster {cluster_id} {new_state}")
+            state = new_state
+    return {"cluster_id": cluster_id, "state": state, "requested": requested}
 
 
 def tunnel_command(aws: Aws, cluster_id: str, identity_file: Optional[str] = None) -> Dict[str, Any]:

@@ -153,6 +153,7 @@ def register(subparsers) -> None:
 
     terminate = commands.add_parser("terminate", parents=[common], help="terminate a cluster")
     terminate.add_argument("--cluster-id", required=True)
+    terminate.add_argument("--wait", action="store_true", help="return once the cluster is TERMINATED")
     terminate.set_defaults(func=terminate_command)
 
     tunnel = commands.add_parser("tunnel", parents=[common],
@@ -404,9 +405,13 @@ def terminate_command(args: argparse.Namespace) -> int:
     from orchard.cloud.emr import terminate
 
     aws = _aws(args)
-    result = terminate(aws, args.cluster_id)
-    text = (f"cluster {args.cluster_id} terminating" if result["requested"]
-            else f"cluster {args.cluster_id} already {result['state']}")
+    echo_to = sys.stderr if (args.json or args.dry_run) else sys.stdout
+    result = terminate(aws, args.cluster_id, wait_s=3600.0 if args.wait else None,
+                       echo=lambda line: print(line, file=echo_to, flush=True))
+    if result["requested"]:
+        text = f"cluster {args.cluster_id} {result['state'].lower()}"
+    else:
+        text = f"cluster {args.cluster_id} already {result['state']}"
     return _emit(args, aws, result, text)
 
 
