@@ -550,6 +550,30 @@ def test_aws_requests_are_recorded_in_order_with_region():
         "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
 
 
+def test_run_job_flow_waits_for_new_iam_roles(monkeypatch):
+    from orchard.cloud.api import AwsError, Request
+
+    answers = [AwsError("AWS emr RunJobFlow failed: ValidationException: Invalid InstanceProfile: "
+                        "orchard-emr-ec2-b.", "ValidationException")] * 2 + [{"JobFlowId": "j-OK"}]
+
+    class FlakyAws:
+        def call(self, request):
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    pauses = []
+    monkeypatch.setattr(emr_module, "_sleep", pauses.append)
+    request = Request("emr", "RunJobFlow", {})
+    assert emr_module.run_job_flow(FlakyAws(), request, pause_s=10) == {"JobFlowId": "j-OK"}
+    assert pauses == [10, 10]
+    other = AwsError("AWS emr RunJobFlow failed: ValidationException: bad release", "ValidationException")
+    answers[:] = [other]
+    with pytest.raises(AwsError, match="bad release"):
+        emr_module.run_job_flow(FlakyAws(), request)
+
+
 @pytest.mark.parametrize("text, seconds", [("1h", 3600), ("90m", 5400), ("1h30m", 5400), ("600", 600),
                                            ("2d", 172800), ("45s", 45)])
 def test_parse_duration(text, seconds):

@@ -164,8 +164,14 @@ class Aws:
         from boto3.exceptions import S3UploadFailedError
 
         try:
-            self.client("s3").upload_file(filename, bucket, key, ExtraArgs=extra_args,
-                                          Callback=callback, Config=transfer_config())
+            if size < MULTIPART_CHUNK:  # one PutObject: lighter than a transfer manager per file
+                with open(filename, "rb") as body:
+                    self.client("s3").put_object(Bucket=bucket, Key=key, Body=body, **extra_args)
+                if callback:
+                    callback(size)
+            else:
+                self.client("s3").upload_file(filename, bucket, key, ExtraArgs=extra_args,
+                                              Callback=callback, Config=transfer_config())
         except NoCredentialsError:
             raise OrchardError(NO_CREDENTIALS) from None
         except (ClientError, BotoCoreError, S3UploadFailedError) as error:

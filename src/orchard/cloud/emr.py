@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import ipaddress
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from orchard.cloud.layout import (
     EMR_MANAGED_TAG, NODE_PYTHON, PROJECT_TAG, Layout, node_model_path,
 )
 from orchard.errors import OrchardError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RELEASE = "emr-7.10.0"  # Spark 3.5.5, Hadoop 3.4, JupyterHub; Python 3.9 on the nodes
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
@@ -316,6 +319,24 @@ def check_artifacts(aws: Aws, spec: ClusterSpec) -> None:
                            f"`orchard aws push --bucket {layout.bucket}` first")
 
 
+def run_job_flow(aws: Aws, request: Request, tries: int = 6, pause_s: float = 10.0) -> Dict[str, Any]:
+    """RunJobFlow, retried while IAM has not yet propagated a role made moments ago by `init`
+    (EMR then answers ValidationException about the role or instance profile, creating nothing)."""
+    from orchard.cloud.api import AwsError
+
+    for attempt in range(1, tries + 1):
+        try:
+            return aws.call(request)
+        except AwsError as error:
+            message = str(error).lower()
+            about_iam = any(word in message for word in ("instance profile", "instanceprofile", "role"))
+            if attempt == tries or error.code != "ValidationException" or not about_iam:
+                raise
+            log.info("IAM not ready yet (%s); retrying in %.0f s", error, pause_s)
+            _sleep(pause_s)
+    raise AssertionError("unreachable")
+
+
 def create_cluster(aws: Aws, spec: ClusterSpec) -> Dict[str, Any]:
     """Check, prepare the network, then RunJobFlow. Returns {cluster_id, ...}."""
     from orchard.cloud.iam import check_roles
@@ -327,7 +348,7 @@ def create_cluster(aws: Aws, spec: ClusterSpec) -> Dict[str, Any]:
     group_id = ensure_ssh_group(aws, spec.layout, vpc_id, spec.ssh_cidr) if spec.ssh_cidr else None
     aws.call(tag_for_emr([vpc_id, subnet_id] + ([group_id] if group_id else [])))
     params = run_job_flow_params(spec, subnet_id, group_id)
-    response = aws.call(Request("emr", "RunJobFlow", params, why="the cluster"))
+    response = run_job_flow(aws, Request("emr", "RunJobFlow", params, why="the cluster"))
     return {"cluster_id": response["JobFlowId"], "name": params["Name"], "region": aws.region,
             "release": spec.release, "subnet_id": subnet_id, "ssh_security_group": group_id,
             "log_uri": spec.layout.log_uri,
