@@ -1,0 +1,155 @@
+"""orchard scale-test: configurations, the fit, speed-up and efficiency, projection, files."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchard.errors import OrchardError
+from orchard.scaling import (
+    Config, Measurement, ScaleTest, configurations, fit, parse_counts, project, read_measurements, run_conf,
+    summarise, write_csv,
+)
+
+F, P = 30.0, 0.02  # seconds; core-seconds per image
+
+
+def _rows(sizes=(6480,), cores=(1, 2), repeat=3, serial=0.0):
+    rows = []
+    for n in sizes:
+        for c in cores:
+            for r in range(repeat):
+                noise = (-0.5, 0.0, 0.5)[r % 3]
+                rows.append(Measurement(
+                    config=f"{c}x1", executors=c, cores_per_executor=1, total_cores=c, input=f"data{n}",
+                    repetition=r, warmup=False, wall_s=F + serial * n + P * n / c + noise, ok=True, images=n,
+                    stage_s={"list": 2.0, "featurize": P * n / c}))
+    return rows
+
+
+def test_configurations():
+    assert configurations([1, 2], [1], grid=False) == [Config(1, 1), Config(2, 1)]
+    assert [c.label for c in configurations([1, 2], [1, 2], grid=True)] == ["1x1", "1x2", "2x1", "2x2"]
+    with pytest.raises(OrchardError, match="--grid"):
+        configurations([1, 2], [1, 2], grid=False)
+    assert parse_counts("2,1,2", "--workers") == [1, 2]
+    for bad in ("0", "a", ""):
+        with pytest.raises(OrchardError):
+            parse_counts(bad, "--workers")
+    assert run_conf(Config(2, 1), "spark://h:7077") == (
+        "spark://h:7077", {"spark.cores.max": "2", "spark.executor.cores": "1"})
+    assert run_conf(Config(2, 2), "local") == ("local[4]", {})
+
+
+def test_fit_recovers_fixed_and_per_image_costs():
+    model = fit(_rows())
+    assert model.fixed_s == pytest.approx(F, abs=0.5)
+    assert model.parallel_core_s_per_image == pytest.approx(P, rel=0.01)
+    assert model.serial_s_per_image == 0 and not model.serial_fitted
+    assert model.r2 > 0.99 and model.points == 6
+    assert model.predict(90_000, 12) == pytest.approx(F + P * 90_000 / 12, rel=0.01)
+
+
+def test_fit_with_two_sizes_separates_a_serial_cost():
+    model = fit(_rows(sizes=(1920, 6480), serial=0.001))
+    assert model.serial_fitted
+    assert model.serial_s_per_image == pytest.approx(0.001, abs=2e-4)
+    assert model.fixed_s == pytest.approx(F, abs=1.0)
+
+
+def test_fit_needs_two_core_counts():
+    with pytest.raises(OrchardError, match="two core counts"):
+        fit(_rows(cores=(2,)))
+
+
+def test_speedup_and_efficiency_against_one_worker():
+    summaries = summarise(_rows())
+    one, two = summaries
+    assert (one.config, two.config) == ("1x1", "2x1")
+    expected = (F + P * 6480) / (F + P * 6480 / 2)
+    assert two.speedup == pytest.approx(expected, rel=1e-3)
+    assert two.ideal_speedup == 2 and two.efficiency == pytest.approx(expected / 2, rel=1e-3)
+    assert one.speedup == 1 and one.runs == 3 and one.wall_min_s < one.wall_median_s < one.wall_max_s
+
+
+def test_failed_and_warmup_runs_do_not_count():
+    rows = _rows()
+    rows.append(Measurement(config="1x1", executors=1, cores_per_executor=1, total_cores=1, input="data6480",
+                            repetition=9, warmup=False, wall_s=1.0, ok=False, error="exit 1"))
+    rows.append(Measurement(config="2x1", executors=2, cores_per_executor=1, total_cores=2, input="data6480",
+                            repetition=0, warmup=True, wall_s=999.0, ok=True, images=6480))
+    one, two = summarise(rows)
+    assert one.failed == 1 and one.runs == 3 and two.wall_max_s < 999
+
+
+def test_projection_time_and_cost():
+    model = fit(_rows())
+    rows, notes = project(model, [3, 10], [90_000], "m5.xlarge")
+    three, ten = rows
+    assert three.worker_vcpus == 12 and ten.worker_vcpus == 40
+    assert three.run_s == pytest.approx(model.predict(90_000, 12), rel=1e-3)
+    assert ten.run_s < three.run_s
+    assert 0 < ten.efficiency_vs_one_node <= 1
+    pricing = pytest.importorskip("orchard.pricing")
+    hourly = pricing.cluster_hourly_cost("m5.xlarge", 3)["total"]
+    assert three.hourly_usd == pytest.approx(hourly)
+    assert three.run_cost_usd == pytest.approx(hourly * max(three.run_s, 60) / 3600, abs=0.01)
+    assert three.with_startup_cost_usd > three.run_cost_usd
+    assert three.spot_run_cost_usd < three.run_cost_usd
+
+
+def test_files_and_re_analysis(tmp_path):
+    rows = _rows()
+    write_csv(tmp_path / "measurements.csv", rows)
+    again = read_measurements(tmp_path / "measurements.csv")
+    assert [r.wall_s for r in again] == [r.wall_s for r in rows]
+    assert again[0].stage_s == rows[0].stage_s and again[0].ok is True
+    test = ScaleTest(inputs=["data6480"], configs=[Config(1, 1), Config(2, 1)], out=tmp_path)
+    result = test.finish(again, {"machine": "test"})
+    for name in ("summary.csv", "fit.json", "projection.csv", "speedup.png", "scale_test.md"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "speedup.png").read_bytes()[:4] == b"\x89PNG"
+    text = (tmp_path / "scale_test.md").read_text()
+    assert "efficiency" in text and "m5.xlarge" in text and "- machine: test" in text
+    assert json.loads((tmp_path / "fit.json").read_text())["points"] == 6
+    assert len(result["projections"]) == 6
+
+
+def test_command_re_analyses_a_folder(tmp_path, capsys):
+    from orchard.cli import main
+
+    write_csv(tmp_path / "measurements.csv", _rows())
+    assert main(["scale-test", "--analyse", str(tmp_path), "--nodes", "3", "--images", "90000"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2x1 |" in out and "3 x m5.xlarge" in out
+    assert main(["scale-test", "--workers", "1,2"]) == 2  # no --input
+
+
+@pytest.mark.slow
+def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, capsys):
+    """Two configurations of local[N] on 32 images, one run each; then `orchard report` on a kept run
+    counts the tasks per executor that run.json took from Spark's REST API."""
+    from orchard.cli import main
+
+    data = tmp_path / "data"
+    for folder in sorted((sample_dir / "Training").iterdir())[:2]:
+        (data / folder.name).mkdir(parents=True)
+        for image in sorted(folder.iterdir())[:16]:
+            shutil.copy(image, data / folder.name / image.name)
+    out = tmp_path / "scale"
+    code = main(["scale-test", "--input", str(data), "--master", "local", "--workers", "1,2", "--repeat", "1",
+                 "--warmup", "0", "--out", str(out), "--keep-outputs"])
+    assert code == 0, capsys.readouterr()
+    rows = read_measurements(out / "measurements.csv")
+    assert [r.total_cores for r in rows] == [1, 2] and all(r.ok and r.images == 32 for r in rows)
+    assert all(r.app_id and r.event_log and r.skew is not None for r in rows)
+    runs = sorted((out / "outputs").iterdir())
+    record = json.loads((runs[-1] / "run.json").read_text())
+    assert record["spark"]["event_log"] and Path(record["spark"]["event_log"].replace("file:", "", 1)).exists()
+    capsys.readouterr()
+    assert main(["report", str(runs[-1]), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tasks_per_executor"] == {e["id"]: e["tasks"] for e in record["executors"]}
+    assert (runs[-1] / "report" / "img" / "timeline.png").is_file()
