@@ -182,7 +182,13 @@ def register(subparsers) -> None:
 
 # -- helpers --------------------------------------------------------------------------------
 def _aws(args: argparse.Namespace):
+    import logging
+
     from orchard.cloud.api import Aws
+
+    if not getattr(args, "verbose", False):  # boto3's INFO lines ("Found credentials ...") are noise
+        for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     workers = getattr(args, "workers", 8) or 8
     return Aws(region=args.region, profile=getattr(args, "profile", None),
