@@ -153,3 +153,22 @@ def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, cap
     summary = json.loads(capsys.readouterr().out)
     assert summary["tasks_per_executor"] == {e["id"]: e["tasks"] for e in record["executors"]}
     assert (runs[-1] / "report" / "img" / "timeline.png").is_file()
+
+
+@pytest.mark.parametrize("images, cores", [(1920, 2), (6480, 2), (6480, 1), (500, 12), (90_000, 12),
+                                           (10_000_000, 200), (1000, 8), (33, 1)])
+def test_partitions_are_whole_waves_of_bounded_tasks(images, cores):
+    from orchard.reading import choose_partitions
+
+    partitions = choose_partitions(images, cores)
+    assert partitions % cores == 0  # no last, partial wave
+    assert partitions // cores <= max(4, -(-images // (cores * 2000)))
+    assert images / partitions <= 2000 and images / partitions >= 32
+
+
+def test_partitions_for_few_images_and_the_bench():
+    from orchard.reading import choose_partitions
+
+    assert choose_partitions(6480, 2) == 8  # the bench on this 2-core machine: 4 waves of 810 images
+    assert choose_partitions(100, 8) == 3  # not enough for every core: tasks of at least 32 images
+    assert choose_partitions(0, 4) == 1 and choose_partitions(5, 4) == 1

@@ -120,8 +120,27 @@ def read_images(spark, listing: Listing, partitions: int):
     return with_label_and_split(relative).repartition(partitions)
 
 
-def choose_partitions(n_images: int, total_cores: int, waves: int = 4, min_per_task: int = 16) -> int:
-    """Enough tasks that every core gets work in a few waves, none too small to be worth it."""
-    by_cores = max(1, total_cores) * waves
-    by_size = max(1, n_images // min_per_task)
-    return max(1, min(by_cores, by_size))
+def choose_partitions(n_images: int, total_cores: int, waves: int = 4, min_per_task: int = 32,
+                      max_per_task: int = 2000) -> int:
+    """Partitions for `n_images` on `total_cores` task slots, so that no core idles while
+    another works through a long tail:
+
+    - a whole number of waves (a multiple of the cores): no last, partial wave that a few
+      cores run while the others wait;
+    - up to `waves` waves, so that one slow task (a busy node, an executor that registered
+      late, larger images) is balanced by the other cores taking more tasks;
+    - at least `min_per_task` images a task (a task has a fixed cost: scheduling, Arrow
+      set-up); fewer images than that on every core: fewer tasks than cores;
+    - more waves when a task would get more than `max_per_task` images, so that a task (and
+      its retry) stays short on large inputs.
+
+    The first task of each Python worker also pays a warm-up (imports, the model loaded and
+    run once: seconds); every core pays it in the first wave, so it costs time but not balance.
+    """
+    cores = max(1, total_cores)
+    worth = max(1, n_images // max(1, min_per_task))  # tasks big enough to be worth their cost
+    if worth < cores:
+        return worth
+    full_waves = min(waves, worth // cores)
+    full_waves = max(full_waves, -(-n_images // (cores * max_per_task)))
+    return cores * max(1, full_waves)
