@@ -458,3 +458,19 @@ def test_push_command_reports_a_user_error(tmp_path, capsys):
     assert main(["push", str(tmp_path / "absent"), "s3://b/p"]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert main(["push", str(tmp_path), "gs://b/p", "--jobs", "0"]) == 2
+
+
+def test_weeds_leftover_grpc_sockets_are_removed(tmp_path):
+    port = cluster.free_port(set())
+    path = Path(f"/tmp/seaweedfs-s3-grpc-{port}.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+    other = tmp_path / "not-a-socket"
+    other.write_text("x")
+    try:
+        localstore.remove_grpc_sockets({"s3_grpc": port})
+        assert not path.exists()
+    finally:
+        if path.exists():
+            path.unlink()
+    assert localstore.weed_env(tmp_path)["TMPDIR"] == str(tmp_path / "tmp")

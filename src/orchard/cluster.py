@@ -297,6 +297,7 @@ class LocalCluster:
                 log.warning("stale state in %s: %s died (a crash or reboot?); cleaning up",
                             self.state_dir, ", ".join(f"{p['name']} (pid {p['pid']})" for p in dead))
                 self._stop(state["processes"], STOP_TIMEOUT_S)
+                localstore.remove_grpc_sockets(state.get("ports", {}))
                 self.state_file.unlink()
             # what it needs, from the cache or downloaded once, before anything starts
             weed = localdeps.weed_binary() if s3 else None
@@ -321,6 +322,7 @@ class LocalCluster:
                 log.error("the local cluster did not start; stopping what was started (logs: %s)",
                           self.log_dir)
                 self._stop(state["processes"], STOP_TIMEOUT_S)
+                localstore.remove_grpc_sockets(ports)
                 with contextlib.suppress(FileNotFoundError):
                     self.state_file.unlink()
                 raise
@@ -338,7 +340,8 @@ class LocalCluster:
             localstore.credentials(home)
             localstore.remove_stale_sockets(home)
             assert weed is not None
-            self._start(state, "seaweedfs", localstore.weed_command(weed, home, ports), cwd=home)
+            self._start(state, "seaweedfs", localstore.weed_command(weed, home, ports), cwd=home,
+                        env=localstore.weed_env(home))
         if settings["hdfs"]:
             home = self.state_dir / "hdfs"
             conf = hdfs.write_config(home, ports)
@@ -382,6 +385,7 @@ class LocalCluster:
                     f"{dead[0]['name']} exited while starting; its log: {dead[0]['log']}"
                     + _log_tail(Path(dead[0]["log"])))
             if ready():
+                log.debug("%s answers (%.1f s)", what, timeout - (deadline - time.monotonic()))
                 return
             if time.monotonic() > deadline:
                 raise OrchardError(f"{what} did not answer within {timeout:.0f} s; logs in {self.log_dir}")
@@ -480,6 +484,8 @@ class LocalCluster:
             state = self._load()
             records = state.get("processes", []) if state else []
             stopped = self._stop(records, timeout)
+            if state and not any(self._alive(r) for r in records):
+                localstore.remove_grpc_sockets(state.get("ports", {}))
             with contextlib.suppress(FileNotFoundError):
                 self.state_file.unlink()
             if purge:

@@ -59,6 +59,27 @@ def weed_command(weed: Path, home: Path, ports: Dict[str, int]) -> List[str]:
     ]
 
 
+def weed_env(home: Path) -> Dict[str, str]:
+    """weed's environment: its own log files go to <home>/tmp instead of /tmp."""
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "TMPDIR": str(tmp)}
+
+
+GRPC_SOCKETS = {"s3": "s3_grpc", "filer": "s3_filer_grpc", "master": "s3_master_grpc",
+                "volume": "s3_volume_grpc"}
+
+
+def remove_grpc_sockets(ports: Dict[str, int]) -> None:
+    """weed leaves /tmp/seaweedfs-s3-grpc-<port>.sock behind when it stops; remove those of
+    this box's ports (call once its weed is gone)."""
+    for kind, name in GRPC_SOCKETS.items():
+        if name in ports:
+            path = Path(f"/tmp/seaweedfs-{kind}-grpc-{ports[name]}.sock")
+            if path.is_socket():
+                path.unlink()
+
+
 def remove_stale_sockets(home: Path) -> None:
     for name in ("filer.sock", "s3.sock"):
         try:
