@@ -474,3 +474,17 @@ def test_weeds_leftover_grpc_sockets_are_removed(tmp_path):
         if path.exists():
             path.unlink()
     assert localstore.weed_env(tmp_path)["TMPDIR"] == str(tmp_path / "tmp")
+
+
+def test_storage_errors_become_one_line_user_errors(tmp_path, fake_s3):
+    from botocore.exceptions import ClientError
+
+    def denied(**kwargs):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "HeadBucket")
+
+    with pytest.raises(OrchardError, match=r"s3://x/y: .*Access Denied"):
+        with transfer.storage_errors("s3://x/y"):
+            denied()
+    with pytest.raises(ValueError):
+        with transfer.storage_errors("s3://x/y"):
+            raise ValueError("not a storage error")

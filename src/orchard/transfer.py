@@ -15,6 +15,7 @@ profile, S3 is real AWS (boto3's usual credentials) and HDFS needs a full hdfs:/
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -23,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from orchard.errors import OrchardError
@@ -252,7 +253,12 @@ class HdfsStore:
             os.utime(local, (remote.mtime_ms / 1000, remote.mtime_ms / 1000))
 
     def close(self) -> None:
+        process = getattr(self.gateway, "proc", None)
         self.gateway.shutdown()
+        if process is not None:  # the JVM exits when its stdin closes
+            with contextlib.suppress(Exception):
+                process.stdin.close()
+                process.wait(timeout=15)
 
 
 def hdfs_client_conf(default_fs: Optional[str]) -> Dict[str, str]:
@@ -296,7 +302,23 @@ def open_store(uri: str, profile: Optional[str]):
     location = parse_uri(uri)
     if location.scheme == "s3":
         return S3Store(s3_client_for(profile), location)
-    return HdfsStore(location, default_fs_for(profile))
+    default_fs = default_fs_for(profile)
+    with storage_errors(uri):
+        return HdfsStore(location, default_fs)
+
+
+@contextlib.contextmanager
+def storage_errors(uri: str) -> Iterator[None]:
+    """S3 and HDFS client errors as one-line OrchardErrors naming the URI."""
+    try:
+        yield
+    except OrchardError:
+        raise
+    except Exception as error:
+        module = type(error).__module__ or ""
+        if module.startswith(("botocore", "boto3", "py4j")):
+            raise OrchardError(f"{uri}: {_reason(error)}") from None
+        raise
 
 
 # ---------------------------------------------------------------- copying
@@ -346,8 +368,9 @@ def push(local_dir: str, uri: str, profile: Optional[str] = None, jobs: int = DE
         raise OrchardError(f"{local_dir} has no files to push")
     store = open_store(uri, profile)
     try:
-        created = store.ensure_bucket()
-        remote = {} if created else store.list()
+        with storage_errors(uri):
+            created = store.ensure_bucket()
+            remote = {} if created else store.list()
         todo = [(rel, path) for rel, path in sorted(files.items())
                 if rel not in remote or not store.same(path, remote[rel])]
         tasks = [(rel, (lambda r=rel, p=path: store.upload(p, r)), path.stat().st_size) for rel, path in todo]
@@ -363,7 +386,8 @@ def pull(uri: str, local_dir: str, profile: Optional[str] = None, jobs: int = DE
     target = Path(local_dir).expanduser()
     store = open_store(uri, profile)
     try:
-        remote = store.list()
+        with storage_errors(uri):
+            remote = store.list()
         if not remote:
             raise OrchardError(f"nothing to pull: no files under {uri}")
         todo = []
