@@ -169,6 +169,28 @@ def test_partitions_are_whole_waves_of_bounded_tasks(images, cores):
 def test_partitions_for_few_images_and_the_bench():
     from orchard.reading import choose_partitions
 
-    assert choose_partitions(6480, 2) == 8  # the bench on this 2-core machine: 4 waves of 810 images
+    assert choose_partitions(6480, 2) == 4  # the bench on this 2-core machine: 2 waves of 1620 images
     assert choose_partitions(100, 8) == 3  # not enough for every core: tasks of at least 32 images
     assert choose_partitions(0, 4) == 1 and choose_partitions(5, 4) == 1
+
+
+class _FakeSpark:
+    """Just what planned_cores reads: the conf and defaultParallelism."""
+
+    def __init__(self, conf, parallelism):
+        self.sparkContext = type("Context", (), {
+            "getConf": lambda _: type("Conf", (), {"get": lambda _, k, d=None: conf.get(k, d)})(),
+            "defaultParallelism": parallelism,
+        })()
+
+
+def test_planned_cores_counts_executors_still_starting():
+    from orchard.reading import planned_cores
+
+    standalone = {"spark.master": "spark://h:7077", "spark.cores.max": "8"}
+    assert planned_cores(_FakeSpark(standalone, 2)) == 8  # 1 executor of 8 registered so far
+    assert planned_cores(_FakeSpark({**standalone, "spark.cores.max": "1"}, 2)) == 1  # not the master's minimum 2
+    yarn = {"spark.master": "yarn", "spark.executor.instances": "3", "spark.executor.cores": "4", "spark.task.cpus": "2"}
+    assert planned_cores(_FakeSpark(yarn, 4)) == 6
+    assert planned_cores(_FakeSpark({"spark.master": "yarn"}, 12)) == 12  # dynamic: what is there
+    assert planned_cores(_FakeSpark({"spark.master": "local[3]", "spark.cores.max": "8"}, 3)) == 3

@@ -17,7 +17,7 @@ from orchard.errors import OrchardError
 from orchard.featurizing import FEATURES_SCHEMA, partition_featurizer
 from orchard.models import cache_root, resolve_model
 from orchard.reading import (
-    choose_partitions, file_size, list_input, read_images, with_label_and_split,
+    choose_partitions, file_size, list_input, planned_cores, read_images, with_label_and_split,
 )
 from orchard.reducing import PcaResult, fit_pca, project, with_vectors
 from orchard.session import create_session, executor_task_counts, task_cpus, total_cores
@@ -131,7 +131,7 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    cores = total_cores(spark)
+    cores = planned_cores(spark)
     with timer.stage("list"):
         listing = list_input(spark, config.input)
         partitions = config.partitions or choose_partitions(len(listing.images), cores)

@@ -120,22 +120,44 @@ def read_images(spark, listing: Listing, partitions: int):
     return with_label_and_split(relative).repartition(partitions)
 
 
-def choose_partitions(n_images: int, total_cores: int, waves: int = 4, min_per_task: int = 32,
+def planned_cores(spark) -> int:
+    """Task slots the application will have: the cores registered now, or what it was given
+    (`spark.cores.max`; `spark.executor.instances` x `spark.executor.cores`) when that is more,
+    since executors may still be starting when the partitions are chosen (and a standalone
+    master's defaultParallelism is never below 2)."""
+    from orchard.session import task_cpus, total_cores
+
+    conf = spark.sparkContext.getConf()
+
+    def number(key: str) -> int:
+        try:
+            return int(float(conf.get(key, "0") or 0))
+        except ValueError:
+            return 0
+
+    registered = total_cores(spark)
+    given = number("spark.cores.max") or number("spark.executor.instances") * number("spark.executor.cores")
+    if conf.get("spark.master", "").startswith("local") or not given:
+        return registered
+    return max(1, given // max(1, task_cpus(spark)))
+
+
+def choose_partitions(n_images: int, total_cores: int, waves: int = 2, min_per_task: int = 32,
                       max_per_task: int = 2000) -> int:
     """Partitions for `n_images` on `total_cores` task slots, so that no core idles while
     another works through a long tail:
 
     - a whole number of waves (a multiple of the cores): no last, partial wave that a few
       cores run while the others wait;
-    - up to `waves` waves, so that one slow task (a busy node, an executor that registered
-      late, larger images) is balanced by the other cores taking more tasks;
+    - `waves` waves (2), so that one slow task (a busy node, an executor that registered late)
+      is balanced by the other cores taking more tasks; not more, because the first task on
+      each core also pays the Python worker's warm-up (imports, the model fetched, loaded and
+      run once: 5-15 s on a busy 2-core machine), and tasks much shorter than that make the
+      first wave several times longer than the others (skew) for no gain in balance;
     - at least `min_per_task` images a task (a task has a fixed cost: scheduling, Arrow
       set-up); fewer images than that on every core: fewer tasks than cores;
     - more waves when a task would get more than `max_per_task` images, so that a task (and
       its retry) stays short on large inputs.
-
-    The first task of each Python worker also pays a warm-up (imports, the model loaded and
-    run once: seconds); every core pays it in the first wave, so it costs time but not balance.
     """
     cores = max(1, total_cores)
     worth = max(1, n_images // max(1, min_per_task))  # tasks big enough to be worth their cost

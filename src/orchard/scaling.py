@@ -615,7 +615,9 @@ class ScaleTest:
                                "pass --master spark://HOST:PORT of a running master, or --master local") from None
         workers = max(c.executors for c in self.configs)
         cores = max(c.cores for c in self.configs)
-        box = LocalCluster(state_dir=self.out / "cluster")
+        # its own state and free ports, not the usual ones: a worker of another cluster on this
+        # machine that lost its master keeps knocking at 7077 and would join this one
+        box = LocalCluster(state_dir=self.out / "cluster", default_ports=False)
         log.info("starting a local cluster: %d workers x %d cores (%s each)", workers, cores, self.memory)
         status = box.up(workers=workers, cores=cores, memory=self.memory, hdfs=False, s3=False)
         if status.get("already_running") and status.get("settings", {}).get("workers") != workers:

@@ -135,14 +135,15 @@ def jvm():
     if active is not None:
         return active._jvm
     if _GATEWAY is None:
-        from orchard.session import check_java, prepare_environment
+        from orchard.session import LOG4J_CONFIG, check_java, prepare_environment
 
         check_java()
         prepare_environment(True)
         from pyspark import SparkConf
         from pyspark.java_gateway import launch_gateway
 
-        _GATEWAY = launch_gateway(SparkConf())
+        conf = SparkConf().set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")
+        _GATEWAY = launch_gateway(conf)
         atexit.register(_close_gateway)
     return _GATEWAY.jvm
 
