@@ -117,6 +117,16 @@ def _load_average() -> Optional[float]:
         return None
 
 
+def _git_commit() -> Optional[str]:
+    """The commit of the orchard source tree, when it is a git checkout."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=10, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def run_conf(config: Config, master: str) -> Tuple[str, Dict[str, str]]:
     """(master, Spark settings) that give `config`."""
     if master.startswith("local"):
@@ -580,6 +590,9 @@ class ScaleTest:
             "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load average at start": _load_average(),
         }
+        commit = _git_commit()
+        if commit:
+            context["orchard commit"] = commit
         try:
             if master is None:
                 cluster, master = self._start_cluster()
