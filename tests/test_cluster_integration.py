@@ -56,7 +56,27 @@ def box(tmp_path_factory, model_file):
 
 
 @pytest.fixture(scope="module")
-def pushed(box, sample_dir):
+def reference_started(tmp_path_factory, sample_dir, model_file):
+    """The local-mode run every cluster run must agree with, started in the background (it
+    overlaps the pushes, which mostly wait on HDFS)."""
+    output = tmp_path_factory.mktemp("reference") / "run"
+    env = {**os.environ, "ORCHARD_MODEL_DIR": str(model_file.parent),
+           "ORCHARD_CACHE_DIR": str(tmp_path_factory.mktemp("reference-cache"))}
+    log_file = open(output.parent / "run.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchard", "run", "--input", str(sample_dir), "--output", str(output),
+         "--master", "local[2]"], env=env, cwd=str(REPO), stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        yield process, output, log_file
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        log_file.close()
+
+
+@pytest.fixture(scope="module")
+def pushed(box, sample_dir, reference_started):
     """The sample, pushed to the box's S3 and HDFS."""
     summaries = {}
     for uri in ("s3://orchard-it/fruits", "hdfs:///orchard-it/fruits"):
@@ -66,12 +86,11 @@ def pushed(box, sample_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, sample_dir, model_file):
-    """The local-mode run every cluster run must agree with."""
-    output = tmp_path_factory.mktemp("reference") / "run"
-    env = {**os.environ, "ORCHARD_MODEL_DIR": str(model_file.parent),
-           "ORCHARD_CACHE_DIR": str(tmp_path_factory.mktemp("reference-cache"))}
-    orchard(env, "run", "--input", str(sample_dir), "--output", str(output), "--master", "local[2]")
+def reference(reference_started):
+    process, output, log_file = reference_started
+    returncode = process.wait(timeout=900)
+    log_file.seek(0)
+    assert returncode == 0, f"the local-mode reference run failed:\n{log_file.read()[-4000:]}"
     return output
 
 
