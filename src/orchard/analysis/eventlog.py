@@ -192,6 +192,10 @@ class Storage:
                 kwargs["aws_secret_access_key"] = self.hadoop_conf.get("fs.s3a.secret.key")
             if self.hadoop_conf.get("fs.s3a.endpoint.region"):
                 kwargs["region_name"] = self.hadoop_conf["fs.s3a.endpoint.region"]
+            if self.hadoop_conf.get("fs.s3a.path.style.access", "false").lower() == "true":
+                from botocore.config import Config
+
+                kwargs["config"] = Config(s3={"addressing_style": "path"})
             self._s3 = boto3.client("s3", **kwargs)
         return self._s3
 

@@ -55,10 +55,16 @@ def timeline(a: Analysis, path: Path) -> Path:
         phase = phase_of.get((task.stage_id, task.stage_attempt), "other")
         start = (task.launch_ms - a.t0_ms) / 1000
         bars.setdefault(lane, {}).setdefault(phase, []).append((start, max(task.duration_ms / 1000, 0.02)))
+    span = max((a.app_end_s - min(0.0, a.app_start_s)), 1.0)
     for lane, by_phase in bars.items():
         for phase, spans in by_phase.items():
-            gantt.broken_barh(spans, (lane - 0.4, 0.8), facecolors=PHASE_COLOURS.get(phase, "#888"),
-                              edgecolors="white", linewidth=0.4)
+            colour = PHASE_COLOURS.get(phase, "#888")
+            long_ones = [s for s in spans if s[1] >= 0.004 * span]  # outlined, to tell tasks apart
+            short_ones = [s for s in spans if s[1] < 0.004 * span]
+            if long_ones:
+                gantt.broken_barh(long_ones, (lane - 0.4, 0.8), facecolors=colour, edgecolors="white", linewidth=0.6)
+            if short_ones:
+                gantt.broken_barh(short_ones, (lane - 0.4, 0.8), facecolors=colour, linewidth=0)
     for executor in a.executors:  # when each executor registered
         ys = [lane_y[lane] for lane in lanes if lane[0] == executor.id]
         if ys:
