@@ -59,6 +59,26 @@ def test_fit_with_two_sizes_separates_a_serial_cost():
     assert model.fixed_s == pytest.approx(F, abs=1.0)
 
 
+def test_fit_follows_medians_not_a_slowed_run():
+    rows = _rows()
+    rows[0].wall_s += 300  # someone else's job slowed one run
+    model = fit(rows)
+    assert model.fixed_s == pytest.approx(F, abs=1.0)
+    assert model.parallel_core_s_per_image == pytest.approx(P, rel=0.02)
+
+
+def test_fit_from_task_time_of_the_loaded_runs():
+    from orchard.scaling import fit_from_task_time
+
+    rows = _rows()
+    for row in rows:  # all cores busy: 1.2 x the work per image of the 1-core runs
+        row.busy_core_s = P * row.images * (1.2 if row.total_cores == 2 else 1.0)
+    model = fit_from_task_time(rows)
+    assert model.parallel_core_s_per_image == pytest.approx(1.2 * P)
+    assert model.fixed_s == pytest.approx(F + P * 6480 / 2 - 1.2 * P * 6480 / 2, abs=0.6)
+    assert "2 cores busy" in model.method
+
+
 def test_fit_needs_two_core_counts():
     with pytest.raises(OrchardError, match="two core counts"):
         fit(_rows(cores=(2,)))
@@ -113,7 +133,8 @@ def test_files_and_re_analysis(tmp_path):
     assert (tmp_path / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     text = (tmp_path / "scale_test.md").read_text()
     assert "efficiency" in text and "m5.xlarge" in text and "- machine: test" in text
-    assert json.loads((tmp_path / "fit.json").read_text())["points"] == 6
+    fits = json.loads((tmp_path / "fit.json").read_text())
+    assert fits["regression"]["points"] == 6 and fits["task_time"] is None  # no event logs here
     assert len(result["projections"]) == 6
 
 

@@ -105,6 +105,7 @@ class Measurement:
     skew: Optional[float] = None
     tail_idle_core_s: Optional[float] = None
     utilisation: Optional[float] = None
+    busy_core_s: Optional[float] = None  # task time of the whole run (event log), core-seconds
     load_before: Optional[float] = None
     load_after: Optional[float] = None
     error: Optional[str] = None
@@ -195,6 +196,7 @@ def _fill_from_record(row: Measurement, record: Dict[str, Any], output: Path) ->
         analysis, _ = load(str(output))
         main = analysis.main_stage
         row.utilisation = round(analysis.utilisation, 4)
+        row.busy_core_s = round(analysis.busy_core_s, 2)
         if main is not None:
             row.skew, row.tail_idle_core_s = round(main.skew, 3), round(main.tail_idle_core_s, 2)
     except Exception as error:  # the timing stands without the event-log measures
@@ -214,47 +216,94 @@ class Fit:
     points: int
     residuals: List[float] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    method: str = "regression of the median wall times on n/C"
 
     def predict(self, images: float, cores: float) -> float:
         return self.fixed_s + self.serial_s_per_image * images + self.parallel_core_s_per_image * images / cores
 
 
 def fit(rows: Sequence[Measurement]) -> Fit:
-    """Least squares of wall time on n/C (and n, with several input sizes): F, p (and s)."""
+    """Least squares of the median wall time of each configuration (and input) on n/C, and on n
+    with several input sizes: F, p (and s), none negative.
+
+    Medians, not every run: on a shared machine one run now and then is slowed by someone
+    else's work, and the fit should not follow it.
+    """
     import numpy as np
 
     good = [r for r in rows if r.ok and not r.warmup and r.images]
     if len({r.total_cores for r in good}) < 2:
         raise OrchardError("the fit needs successful runs on at least two core counts")
-    n = np.array([r.images for r in good], dtype=float)
-    cores = np.array([r.total_cores for r in good], dtype=float)
-    wall = np.array([r.wall_s for r in good], dtype=float)
+    groups: Dict[Tuple[str, int, str], List[Measurement]] = {}
+    for row in good:
+        groups.setdefault((row.input, row.total_cores, row.config), []).append(row)
+    n = np.array([g[0].images for g in groups.values()], dtype=float)
+    cores = np.array([g[0].total_cores for g in groups.values()], dtype=float)
+    wall = np.array([statistics.median(r.wall_s for r in g) for g in groups.values()], dtype=float)
     notes: List[str] = []
     several_sizes = len(set(n.tolist())) >= 2
+    fixed = serial = parallel = 0.0
     if several_sizes:
         design = np.column_stack([np.ones_like(n), n, n / cores])
         (fixed, serial, parallel), *_ = np.linalg.lstsq(design, wall, rcond=None)
-        predicted = design @ np.array([fixed, serial, parallel])
-    else:
+        if serial < 0 or parallel < 0:
+            notes.append(f"the three-term fit gave s = {serial * 1000:.2f} ms, p = {parallel * 1000:.2f} core-ms "
+                         "(a negative cost): s is dropped")
+            several_sizes = False
+    if not several_sizes:
         design = np.column_stack([np.ones_like(n), n / cores])
         (fixed, parallel), *_ = np.linalg.lstsq(design, wall, rcond=None)
-        predicted = design @ np.array([fixed, parallel])
         serial = 0.0
-        driver = float(np.median([sum(r.stage_s.get(stage, 0.0) for stage in DRIVER_SERIAL_STAGES)
-                                  for r in good]))
-        notes.append(
-            f"one input size ({int(n[0])} images): a serial per-image cost (work on the driver that grows with "
-            f"the images, e.g. listing and reconciling: {driver:.1f} s here, mostly fixed) cannot be told apart "
-            "from F; the projection takes it as 0, which is optimistic for millions of files. Give --input "
-            "twice (two sizes) to fit it")
-    residuals = wall - predicted
-    total = float(((wall - wall.mean()) ** 2).sum())
+        if len(set(n.tolist())) == 1:
+            driver = float(np.median([sum(r.stage_s.get(stage, 0.0) for stage in DRIVER_SERIAL_STAGES)
+                                      for r in good]))
+            notes.append(
+                f"one input size ({int(n[0])} images): a serial per-image cost (work on the driver that grows with "
+                f"the images, e.g. listing and reconciling: {driver:.1f} s here, mostly fixed) cannot be told apart "
+                "from F; the projection takes it as 0, which is optimistic for millions of files. Give --input "
+                "twice (two sizes) to fit it")
+    everything = np.array([r.wall_s for r in good])
+    predicted = np.array([fixed + serial * r.images + parallel * r.images / r.total_cores for r in good])
+    residuals = everything - predicted
+    total = float(((everything - everything.mean()) ** 2).sum())
     r2 = 1 - float((residuals ** 2).sum()) / total if total > 0 else 1.0
     if parallel <= 0:
         notes.append("the parallel cost came out <= 0: more cores did not help in these runs")
     return Fit(fixed_s=float(fixed), parallel_core_s_per_image=float(parallel), serial_s_per_image=float(serial),
                serial_fitted=several_sizes, r2=r2, points=len(good),
                residuals=[round(float(x), 2) for x in residuals], notes=notes)
+
+
+def fit_from_task_time(rows: Sequence[Measurement]) -> Optional[Fit]:
+    """A second estimate, from the event logs: p = task core-seconds per image of the runs with
+    the most cores (all of them busy, as on a cluster's loaded nodes), F = wall - p*n/C of those
+    runs. On a small machine a run with fewer executors than CPUs gets spare CPU for its JVM and
+    driver work, which makes the regression's slope (p) too flat and its F too high."""
+    good = [r for r in rows if r.ok and not r.warmup and r.images and r.busy_core_s]
+    if not good:
+        return None
+    most = max(r.total_cores for r in good)
+    loaded = [r for r in good if r.total_cores == most]
+    parallel = statistics.median(r.busy_core_s / r.images for r in loaded)
+    fixed = statistics.median(r.wall_s - parallel * r.images / r.total_cores for r in loaded)
+    residuals = [round(r.wall_s - (fixed + parallel * r.images / r.total_cores), 2) for r in good]
+    return Fit(fixed_s=float(fixed), parallel_core_s_per_image=float(parallel), serial_s_per_image=0.0,
+               serial_fitted=False, r2=float("nan"), points=len(loaded), residuals=residuals,
+               notes=[f"from the task time in the event logs of the {len(loaded)} runs on {most} cores"],
+               method=f"task time per image in the event logs ({most} cores busy)")
+
+
+def fill_from_event_logs(rows: Sequence[Measurement]) -> None:
+    """Task time of runs measured before it was recorded (re-analysis of older results)."""
+    for row in rows:
+        if row.ok and row.busy_core_s is None and row.event_log:
+            try:
+                from orchard.analysis.eventlog import load_event_log
+                from orchard.analysis.metrics import analyse
+
+                row.busy_core_s = round(analyse(load_event_log(row.event_log)).busy_core_s, 2)
+            except Exception as error:
+                log.warning("could not read the event log %s: %s", row.event_log, error)
 
 
 # --------------------------------------------------------------------------- summarising
@@ -281,6 +330,7 @@ class ConfigSummary:
     skew_median: Optional[float] = None
     utilisation_median: Optional[float] = None
     featurize_median_s: Optional[float] = None
+    featurize_speedup: Optional[float] = None  # of the featurize stage alone (the parallel part)
     startup_median_s: Optional[float] = None
 
 
@@ -324,6 +374,8 @@ def summarise(rows: Sequence[Measurement], model: Optional[Fit] = None) -> List[
             summary.speedup = round(base.wall_median_s / summary.wall_median_s, 3)
             summary.ideal_speedup = round(summary.total_cores / base.total_cores, 3)
             summary.efficiency = round(summary.speedup / summary.ideal_speedup, 3)
+            if base.featurize_median_s and summary.featurize_median_s:
+                summary.featurize_speedup = round(base.featurize_median_s / summary.featurize_median_s, 3)
     summaries.sort(key=lambda s: (s.input, s.total_cores, s.executors))
     return summaries
 
@@ -333,6 +385,7 @@ def summarise(rows: Sequence[Measurement], model: Optional[Fit] = None) -> List[
 
 @dataclass
 class Projection:
+    model: str
     instance_type: str
     core_nodes: int
     worker_vcpus: int
@@ -400,7 +453,7 @@ def project(model: Fit, nodes: Sequence[int], images: Sequence[int], instance_ty
                     if str(error) not in notes:
                         notes.append(str(error))
             rows.append(Projection(
-                instance_type=instance_type, core_nodes=count, worker_vcpus=count * vcpus_per_node, images=n,
+                model=model.method, instance_type=instance_type, core_nodes=count, worker_vcpus=count * vcpus_per_node, images=n,
                 run_s=round(seconds, 1), images_per_s=round(n / seconds, 1),
                 speedup_vs_one_node=round(one_node / seconds, 2),
                 efficiency_vs_one_node=round(one_node / seconds / count, 3),
@@ -431,7 +484,7 @@ def write_csv(path: Path, rows: Sequence[Any]) -> Path:
 
 
 def speedup_plot(rows: Sequence[Measurement], summaries: Sequence[ConfigSummary], model: Optional[Fit],
-                 path: Path, title: str = "") -> Path:
+                 path: Path, title: str = "", alternative: Optional[Fit] = None) -> Path:
     """Speed-up against the cores (each run, the medians, the ideal line, the fitted model) and
     the wall times."""
     import matplotlib
@@ -479,6 +532,11 @@ def speedup_plot(rows: Sequence[Measurement], summaries: Sequence[ConfigSummary]
                              f"p = {model.parallel_core_s_per_image * 1000:.1f} core-ms/image")
             right.axhline(model.fixed_s + model.serial_s_per_image * base.images, color=colour, ls="--", lw=0.8,
                           alpha=0.6)
+        if alternative is not None and alternative.parallel_core_s_per_image > 0:
+            grid = np.linspace(base.total_cores, max(s.total_cores for s in mine) * 1.5, 60)
+            base_time = alternative.predict(base.images, base.total_cores)
+            left.plot(grid, [base_time / alternative.predict(base.images, c) for c in grid], color=colour,
+                      ls="-.", lw=1.0, alpha=0.7, label=f"{name}: from task time (all cores busy)")
         top = max(top, max(s.total_cores for s in mine) / base.total_cores * 1.5)
     cores_max = max(s.total_cores for s in summaries)
     cores_min = min(s.total_cores for s in summaries)
@@ -509,32 +567,38 @@ def speedup_plot(rows: Sequence[Measurement], summaries: Sequence[ConfigSummary]
 
 
 def markdown(summaries: Sequence[ConfigSummary], model: Optional[Fit], projections: Sequence[Projection],
-             notes: Sequence[str], context: Dict[str, Any]) -> str:
+             notes: Sequence[str], context: Dict[str, Any], by_task_time: Optional[Fit] = None) -> str:
     lines = ["# Scale test", ""]
     for key, value in context.items():
         lines.append(f"- {key}: {value}")
     lines += ["", "| config (executors x cores) | cores | images | runs | wall median (min-max) s | images/s | "
-              "speed-up | ideal | efficiency | fitted s | skew (median) | utilisation |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "speed-up | ideal | efficiency | fitted s | featurize stage s (speed-up) | skew (median) | utilisation |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         lines.append(
             f"| {s.config} | {s.total_cores} | {s.images} | {s.runs}{f' ({s.failed} failed)' if s.failed else ''} | "
             f"{s.wall_median_s:.1f} ({s.wall_min_s:.1f}-{s.wall_max_s:.1f}) | {s.images_per_s:.1f} | "
             f"{s.speedup:.2f} | {s.ideal_speedup:.0f} | {s.efficiency:.0%} | "
             f"{s.predicted_s if s.predicted_s is not None else '–'} | "
+            f"{f'{s.featurize_median_s:.1f} ({s.featurize_speedup:.2f}x)' if s.featurize_speedup else '–'} | "
             f"{s.skew_median if s.skew_median is not None else '–'} | "
             f"{f'{s.utilisation_median:.0%}' if s.utilisation_median is not None else '–'} |")
     if model is not None:
-        lines += ["", f"Fit over {model.points} runs (R² {model.r2:.3f}): fixed cost F = {model.fixed_s:.1f} s, "
+        lines += ["", f"Fit to the median of each configuration ({model.points} runs, R² over the runs "
+                      f"{model.r2:.3f}): fixed cost F = {model.fixed_s:.1f} s, "
                       f"parallel cost p = {model.parallel_core_s_per_image * 1000:.2f} core-ms per image, "
                       f"serial (driver) cost s = {model.serial_s_per_image * 1000:.3f} ms per image "
                       f"({'fitted' if model.serial_fitted else 'not separable with one input size: 0'})."]
         lines += [f"- {note}" for note in model.notes]
-    if projections:
-        lines += ["", "| core nodes | worker vCPUs | images | run time | images/s | speed-up vs 1 node | "
-                      "efficiency | USD/h (cluster) | USD per run | USD with cluster start | USD, Spot core nodes |",
+    if by_task_time is not None:
+        lines += ["", f"From the event logs ({by_task_time.method}): F = {by_task_time.fixed_s:.1f} s, "
+                      f"p = {by_task_time.parallel_core_s_per_image * 1000:.2f} core-ms per image."]
+    for method in dict.fromkeys(p.model for p in projections):
+        lines += ["", f"Projection from the {method}:", "",
+                  "| core nodes | worker vCPUs | images | run time | images/s | speed-up vs 1 node | "
+                  "efficiency | USD/h (cluster) | USD per run | USD with cluster start | USD, Spot core nodes |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for p in projections:
+        for p in (p for p in projections if p.model == method):
             lines.append(
                 f"| {p.core_nodes} x {p.instance_type} | {p.worker_vcpus} | {p.images:,} | {_duration(p.run_s)} | "
                 f"{p.images_per_s:,.0f} | {p.speedup_vs_one_node:.1f} | {p.efficiency_vs_one_node:.0%} | "
@@ -638,6 +702,7 @@ class ScaleTest:
         return box, status["master_url"]
 
     def finish(self, rows: List[Measurement], context: Dict[str, Any]) -> Dict[str, Any]:
+        fill_from_event_logs(rows)
         write_csv(self.out / MEASUREMENTS_CSV, rows)
         model: Optional[Fit] = None
         notes: List[str] = []
@@ -645,34 +710,44 @@ class ScaleTest:
             model = fit(rows)
         except OrchardError as error:
             notes.append(f"no fit: {error}")
+        by_task_time = fit_from_task_time(rows)
         summaries = summarise(rows, model)
         write_csv(self.out / SUMMARY_CSV, summaries)
         projections: List[Projection] = []
-        if model is not None and model.parallel_core_s_per_image <= 0:
-            notes.append("no projection: the fitted parallel cost is not positive (more cores did not help)")
-        elif model is not None:
-            projections, more = project(model, self.nodes, self.images, self.instance_type, self.vcpus_per_node,
-                                        self.vcpu_speed, self.spot)
-            notes += more
+        for candidate in (model, by_task_time):
+            if candidate is None:
+                continue
+            if candidate.parallel_core_s_per_image <= 0:
+                notes.append(f"no projection from the {candidate.method}: the parallel cost is not positive")
+                continue
+            more_rows, more = project(candidate, self.nodes, self.images, self.instance_type, self.vcpus_per_node,
+                                      self.vcpu_speed, self.spot)
+            projections += more_rows
+            notes += [n for n in more if n not in notes]
+        if projections:
             notes.append(f"projection: T = F + s*n + p*n/(nodes x vCPUs x {self.vcpu_speed}); one EMR vCPU "
                          f"taken as {self.vcpu_speed} core of this machine; F measured here (S3 listing, YARN "
                          "executor start and the cluster's own start are not in it)")
             write_csv(self.out / PROJECTION_CSV, projections)
-        if model is not None:
-            (self.out / FIT_JSON).write_text(json.dumps(asdict(model), indent=2) + "\n", encoding="utf-8")
+        fits = {"regression": asdict(model) if model else None,
+                "task_time": asdict(by_task_time) if by_task_time else None}
+        (self.out / FIT_JSON).write_text(json.dumps(fits, indent=2) + "\n", encoding="utf-8")
         if summaries:
             speedup_plot(rows, summaries, model, self.out / SPEEDUP_PNG,
-                         f"orchard scale-test: {', '.join(Path(i.rstrip('/')).name for i in self.inputs)}")
-        (self.out / REPORT_MD).write_text(markdown(summaries, model, projections, notes, context), encoding="utf-8")
-        return {"rows": rows, "summaries": summaries, "fit": model, "projections": projections, "notes": notes,
-                "out": self.out}
+                         f"orchard scale-test: {', '.join(Path(i.rstrip('/')).name for i in self.inputs)}",
+                         by_task_time)
+        (self.out / REPORT_MD).write_text(markdown(summaries, model, projections, notes, context, by_task_time),
+                                          encoding="utf-8")
+        return {"rows": rows, "summaries": summaries, "fit": model, "fit_task_time": by_task_time,
+                "projections": projections, "notes": notes, "out": self.out}
 
 
 def read_measurements(path: Path) -> List[Measurement]:
     """Measurements back from a measurements.csv (to re-fit and re-plot without running)."""
     names = {f for f in Measurement.__dataclass_fields__}
     ints = {"executors", "cores_per_executor", "total_cores", "repetition", "images", "partitions", "executors_used"}
-    floats = {"wall_s", "images_per_s", "skew", "tail_idle_core_s", "utilisation", "load_before", "load_after"}
+    floats = {"wall_s", "images_per_s", "skew", "tail_idle_core_s", "utilisation", "busy_core_s", "load_before",
+              "load_after"}
     rows: List[Measurement] = []
     with open(path, newline="", encoding="utf-8") as handle:
         for raw in csv.DictReader(handle):
