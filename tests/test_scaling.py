@@ -215,3 +215,16 @@ def test_planned_cores_counts_executors_still_starting():
     assert planned_cores(_FakeSpark(yarn, 4)) == 6
     assert planned_cores(_FakeSpark({"spark.master": "yarn"}, 12)) == 12  # dynamic: what is there
     assert planned_cores(_FakeSpark({"spark.master": "local[3]", "spark.cores.max": "8"}, 3)) == 3
+
+
+def test_driver_serial_cost_from_two_sizes():
+    from orchard.scaling import driver_serial_cost, fit_from_task_time
+
+    rows = _rows(sizes=(1920, 6480))
+    for row in rows:
+        row.stage_s = {"list": 2.0 + 0.0002 * row.images, "reconcile": 1.0 + 0.0001 * row.images}
+        row.busy_core_s = P * row.images
+    assert driver_serial_cost(rows) == pytest.approx(0.0003)
+    assert driver_serial_cost(_rows()) is None
+    assert fit_from_task_time(rows).serial_s_per_image == pytest.approx(0.0003)
+    assert fit_from_task_time(rows, serial=0.001).serial_s_per_image == 0.001

@@ -274,22 +274,49 @@ def fit(rows: Sequence[Measurement]) -> Fit:
                residuals=[round(float(x), 2) for x in residuals], notes=notes)
 
 
-def fit_from_task_time(rows: Sequence[Measurement]) -> Optional[Fit]:
+def driver_serial_cost(rows: Sequence[Measurement]) -> Optional[float]:
+    """Seconds per image of the driver-side stages (list, reconcile) that grow with the input,
+    from runs on inputs of several sizes (slope of their medians); None with one size."""
+    import numpy as np
+
+    by_size: Dict[int, List[float]] = {}
+    for row in rows:
+        if row.ok and not row.warmup and row.images:
+            by_size.setdefault(row.images, []).append(sum(row.stage_s.get(k, 0.0) for k in DRIVER_SERIAL_STAGES))
+    if len(by_size) < 2:
+        return None
+    sizes = sorted(by_size)
+    slope = float(np.polyfit(sizes, [statistics.median(by_size[n]) for n in sizes], 1)[0])
+    return max(0.0, slope)
+
+
+def fit_from_task_time(rows: Sequence[Measurement], serial: Optional[float] = None) -> Optional[Fit]:
     """A second estimate, from the event logs: p = task core-seconds per image of the runs with
-    the most cores (all of them busy, as on a cluster's loaded nodes), F = wall - p*n/C of those
-    runs. On a small machine a run with fewer executors than CPUs gets spare CPU for its JVM and
-    driver work, which makes the regression's slope (p) too flat and its F too high."""
+    the most cores (all of them busy, as on a cluster's loaded nodes), s = the driver's serial
+    cost per image (`serial`, else measured from two input sizes, else 0), F = wall - s*n - p*n/C
+    of those runs. On a small machine a run with fewer executors than CPUs gets spare CPU for its
+    JVM and driver work, which makes the regression's slope (p) too flat and its F too high."""
     good = [r for r in rows if r.ok and not r.warmup and r.images and r.busy_core_s]
     if not good:
         return None
+    notes = []
+    if serial is None:
+        serial = driver_serial_cost(rows)
+        if serial is not None:
+            notes.append(f"s = {serial * 1000:.3f} ms per image: growth of the driver's list + reconcile "
+                         "stages between the input sizes")
+    else:
+        notes.append(f"s = {serial * 1000:.3f} ms per image, as given")
+    serial = serial or 0.0
     most = max(r.total_cores for r in good)
     loaded = [r for r in good if r.total_cores == most]
     parallel = statistics.median(r.busy_core_s / r.images for r in loaded)
-    fixed = statistics.median(r.wall_s - parallel * r.images / r.total_cores for r in loaded)
-    residuals = [round(r.wall_s - (fixed + parallel * r.images / r.total_cores), 2) for r in good]
-    return Fit(fixed_s=float(fixed), parallel_core_s_per_image=float(parallel), serial_s_per_image=0.0,
-               serial_fitted=False, r2=float("nan"), points=len(loaded), residuals=residuals,
-               notes=[f"from the task time in the event logs of the {len(loaded)} runs on {most} cores"],
+    fixed = statistics.median(r.wall_s - serial * r.images - parallel * r.images / r.total_cores for r in loaded)
+    residuals = [round(r.wall_s - (fixed + serial * r.images + parallel * r.images / r.total_cores), 2)
+                 for r in good]
+    notes.insert(0, f"from the task time in the event logs of the {len(loaded)} runs on {most} cores")
+    return Fit(fixed_s=float(fixed), parallel_core_s_per_image=float(parallel), serial_s_per_image=float(serial),
+               serial_fitted=False, r2=float("nan"), points=len(loaded), residuals=residuals, notes=notes,
                method=f"task time per image in the event logs ({most} cores busy)")
 
 
@@ -592,7 +619,9 @@ def markdown(summaries: Sequence[ConfigSummary], model: Optional[Fit], projectio
         lines += [f"- {note}" for note in model.notes]
     if by_task_time is not None:
         lines += ["", f"From the event logs ({by_task_time.method}): F = {by_task_time.fixed_s:.1f} s, "
-                      f"p = {by_task_time.parallel_core_s_per_image * 1000:.2f} core-ms per image."]
+                      f"p = {by_task_time.parallel_core_s_per_image * 1000:.2f} core-ms per image, "
+                      f"s = {by_task_time.serial_s_per_image * 1000:.3f} ms per image."]
+        lines += [f"- {note}" for note in by_task_time.notes]
     for method in dict.fromkeys(p.model for p in projections):
         lines += ["", f"Projection from the {method}:", "",
                   "| core nodes | worker vCPUs | images | run time | images/s | speed-up vs 1 node | "
@@ -642,6 +671,7 @@ class ScaleTest:
     vcpus_per_node: Optional[int] = None
     vcpu_speed: float = 1.0
     spot: bool = False
+    serial_s_per_image: Optional[float] = None  # the driver's serial cost, when known from elsewhere
 
     def run(self) -> Dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -710,7 +740,7 @@ class ScaleTest:
             model = fit(rows)
         except OrchardError as error:
             notes.append(f"no fit: {error}")
-        by_task_time = fit_from_task_time(rows)
+        by_task_time = fit_from_task_time(rows, self.serial_s_per_image)
         summaries = summarise(rows, model)
         write_csv(self.out / SUMMARY_CSV, summaries)
         projections: List[Projection] = []

@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     parser.add_argument("--vcpu-speed", type=float, default=1.0, metavar="X",
                         help="work of one EMR vCPU relative to one core here (default 1.0)")
     parser.add_argument("--spot", action="store_true", help="price the core nodes as Spot")
+    parser.add_argument("--serial-ms-per-image", type=float, metavar="MS",
+                        help="the driver's serial cost per image for the task-time projection (default: "
+                             "measured from two input sizes, else 0)")
     parser.add_argument("--analyse", metavar="DIR",
                         help="do not run: re-fit, re-plot and re-project the measurements.csv in DIR")
     parser.set_defaults(func=scale_test_command)
@@ -71,7 +74,8 @@ def scale_test_command(args: argparse.Namespace) -> int:
         raise OrchardError("--repeat must be at least 1 and --warmup at least 0")
     common = dict(nodes=parse_counts(args.nodes, "--nodes"), images=parse_counts(args.images, "--images"),
                   instance_type=args.instance_type, vcpus_per_node=args.vcpus_per_node,
-                  vcpu_speed=args.vcpu_speed, spot=args.spot)
+                  vcpu_speed=args.vcpu_speed, spot=args.spot,
+                  serial_s_per_image=None if args.serial_ms_per_image is None else args.serial_ms_per_image / 1000)
     if args.analyse:
         folder = Path(args.analyse)
         if not (folder / MEASUREMENTS_CSV).is_file():
