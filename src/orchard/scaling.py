@@ -563,7 +563,7 @@ def speedup_plot(rows: Sequence[Measurement], summaries: Sequence[ConfigSummary]
             grid = np.linspace(base.total_cores, max(s.total_cores for s in mine) * 1.5, 60)
             base_time = alternative.predict(base.images, base.total_cores)
             left.plot(grid, [base_time / alternative.predict(base.images, c) for c in grid], color=colour,
-                      ls="-.", lw=1.0, alpha=0.7, label=f"{name}: from task time (all cores busy)")
+                      ls="-.", lw=1.0, alpha=0.7, label=f"{name}: model from task time, all cores busy")
         top = max(top, max(s.total_cores for s in mine) / base.total_cores * 1.5)
     cores_max = max(s.total_cores for s in summaries)
     cores_min = min(s.total_cores for s in summaries)
@@ -578,7 +578,7 @@ def speedup_plot(rows: Sequence[Measurement], summaries: Sequence[ConfigSummary]
     left.grid(alpha=0.3)
     right.set_xlabel("cores in all")
     right.set_ylabel("wall time (s)")
-    right.set_ylim(bottom=0)
+    right.set_ylim(0, max(r.wall_s for r in rows if r.ok and not r.warmup) * 1.18)
     right.set_xlim(cores_min - 0.3, cores_max * 1.5)
     right.set_title("Wall time per run (dashed: fitted fixed cost)", fontsize=10, loc="left")
     right.legend(fontsize=7.5, loc="lower left")
