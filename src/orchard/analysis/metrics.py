@@ -458,8 +458,9 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
     # start-up
     worker_executors = [e for e in app.executors.values() if e.id != "driver"] or list(app.executors.values())
     first_executor_ms = min((e.added_ms for e in worker_executors), default=None)
-    image_stages = [s for s in stage_rows if s.phase in ("read", "featurize")]
-    first_image_task = min((s.start_s for s in image_stages), default=None)
+    image_stages = {(s.stage_id, s.attempt) for s in stage_rows if s.phase in ("read", "featurize")}
+    first_image_task = min((rel(t.launch_ms) for t in tasks if (t.stage_id, t.stage_attempt) in image_stages),
+                           default=None)
     startup: Dict[str, Optional[float]] = {
         "driver_start_s": (seconds.get("model", 0.0) + seconds.get("spark_start", 0.0)) if seconds else None,
         "app_start_s": rel(app_start_ms),
