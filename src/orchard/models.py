@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from orchard.errors import OrchardError
+from orchard.paths import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,8 @@ def cache_dir() -> Path:
     return cache_root() / "models"
 
 
-def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def sha256_of(path: Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def verify_model_file(path: Path, spec: ModelSpec, check_sha: bool = True) -> str:

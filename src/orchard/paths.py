@@ -1,6 +1,7 @@
-"""Telling local paths from remote URIs (hdfs://, s3://, s3a://)."""
+"""Local paths and remote URIs (hdfs://, s3://, s3a://); file digests."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,3 +14,12 @@ def is_local_uri(uri: str) -> bool:
 def local_path(uri: str) -> Path:
     """The filesystem path of a local URI (`file:/x` or a plain path)."""
     return Path(urlparse(uri).path if uri.startswith("file:") else uri)
+
+
+def file_digest(path: Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file's bytes, read in chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from orchard.errors import OrchardError
+from orchard.paths import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +69,11 @@ def parse_uri(uri: str) -> Location:
     raise OrchardError(f"{uri}: push and pull copy to and from s3://bucket/prefix or hdfs:///path")
 
 
-def md5_hex(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def s3_etag(path: Path, part_size: int = PART_SIZE) -> str:
     """The ETag S3 gives `path` uploaded by orchard: MD5, or MD5 of part MD5s + '-N'."""
     size = path.stat().st_size
     if size < part_size:
-        return md5_hex(path)
+        return file_digest(path, "md5")
     parts = []
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(part_size), b""):

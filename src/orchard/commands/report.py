@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchard.commands.run import spark_conf_pair
+
 HELP = "analyse a run from its Spark event log: timeline, stages, skew, utilisation, verdict"
 EPILOG = """\
 RUN is a run's output folder or URI (its run.json names the event log), or an event log:
@@ -13,13 +15,6 @@ writes report.md (or report.html) with PNG figures under img/, and summary.json;
 default folder: <run>/report for a local run, else ./orchard-report-<app id>.
 example: orchard report runs/sample
 """
-
-
-def _conf_pair(text: str):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
 
 
 def register(subparsers) -> None:
@@ -33,7 +28,7 @@ def register(subparsers) -> None:
                         help="Markdown with PNG files (default) or one self-contained HTML file")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--profile", metavar="NAME", help="storage settings of a profile (e.g. local)")
-    parser.add_argument("--conf", dest="conf", action="append", type=_conf_pair, metavar="KEY=VALUE",
+    parser.add_argument("--conf", dest="conf", action="append", type=spark_conf_pair, metavar="KEY=VALUE",
                         help="spark.hadoop.* setting to reach the storage (repeatable)")
     parser.set_defaults(func=report_command)
 

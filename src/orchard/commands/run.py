@@ -15,7 +15,8 @@ example: orchard run --input ../shared/data/fruits-360-sample --output runs/samp
 """
 
 
-def _spark_conf_pair(text: str):
+def spark_conf_pair(text: str):
+    """argparse type for `--conf KEY=VALUE`."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
                         help="execution profile, e.g. `local` for `orchard local up`'s cluster")
     parser.add_argument("--event-log-dir", metavar="URI",
                         help="where Spark writes this run's event log")
-    parser.add_argument("--conf", dest="spark_conf", action="append", type=_spark_conf_pair,
+    parser.add_argument("--conf", dest="spark_conf", action="append", type=spark_conf_pair,
                         metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace the output if it exists")
