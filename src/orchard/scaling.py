@@ -545,10 +545,12 @@ def speedup_plot(rows: Sequence[Measurement], summaries: Sequence[ConfigSummary]
         right.scatter([r.total_cores + jitter[k] for k, r in enumerate(runs)], [r.wall_s for r in runs], s=14,
                       color=colour, alpha=0.5)
         for s in mine:
+            below = s.cores_per_executor == 1  # configurations sharing a core count: one label below, one above
             left.annotate(f"{s.config}\n{s.speedup:.2f}x, eff {s.efficiency:.0%}", (s.total_cores, s.speedup),
-                          xytext=(8, -22), textcoords="offset points", fontsize=8)
-            right.annotate(f"{s.wall_median_s:.0f} s\n{s.images_per_s:.0f} img/s", (s.total_cores, s.wall_median_s),
-                           xytext=(8, 0), textcoords="offset points", fontsize=8)
+                          xytext=(8, -24 if below else 8), textcoords="offset points", fontsize=8)
+            right.annotate(f"{s.config}: {s.wall_median_s:.0f} s\n{s.images_per_s:.0f} img/s",
+                           (s.total_cores, s.wall_median_s), xytext=(8, 2) if below else (-8, 2),
+                           ha="left" if below else "right", textcoords="offset points", fontsize=8)
         if model is not None:
             grid = np.linspace(base.total_cores, max(s.total_cores for s in mine) * 1.5, 60)
             base_time = model.predict(base.images, base.total_cores)
