@@ -39,6 +39,7 @@ for conf in json.loads(sys.argv[3]):  # one application per settings, one after 
     builder = SparkSession.builder.appName("orchard-eventlog-test").master(master)
     for key, value in {"spark.ui.showConsoleProgress": "false", "spark.driver.host": "127.0.0.1",
                        "spark.driver.bindAddress": "127.0.0.1", "spark.sql.shuffle.partitions": "2",
+                       "spark.sql.adaptive.enabled": "false",  # keep the 2 shuffle partitions: 14 tasks
                        **conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
