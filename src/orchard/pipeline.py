@@ -9,7 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from orchard import __version__
 from orchard.config import DEFAULT_MASTER, RunConfig
@@ -151,7 +151,7 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
         ).first()
 
     with timer.stage("reconcile"):
-        errors = _error_rows(spark, featurized, listing)
+        errors = _error_rows(spark, featurized, listing, int(stats["rows"]))
     ok = featurized.where(F.col("error").isNull()).drop("error")
     n_featurized = int(stats["featurized"])
     pca: Optional[PcaResult] = None
@@ -214,12 +214,18 @@ def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
     return record
 
 
-def _error_rows(spark, featurized, listing):
-    """Error rows: decode failures, plus every listed image the scan did not return (zero-byte)."""
+def _error_rows(spark, featurized, listing, rows_read: int):
+    """Error rows: decode failures, plus every listed image the scan did not return (zero-byte).
+
+    Each file is read at most once, so when the scan returned as many rows as there are
+    listed images, none is missing and the (anti-join) search for the missing is skipped.
+    """
     from pyspark.sql import functions as F
 
-    listed = spark.createDataFrame([(path,) for path in listing.images], "path string")
-    unread = [row.path for row in listed.join(featurized.select("path"), "path", "left_anti").collect()]
+    unread: List[str] = []
+    if rows_read != len(listing.images):
+        listed = spark.createDataFrame([(path,) for path in listing.images], "path string")
+        unread = [row.path for row in listed.join(featurized.select("path"), "path", "left_anti").collect()]
     reasons = [(path, _unread_reason(spark, listing, path)) for path in unread]
     errors = featurized.where(F.col("error").isNotNull()).select("path", "error")
     if reasons:
