@@ -20,7 +20,7 @@ from orchard.reading import (
     choose_partitions, file_size, list_input, planned_cores, read_images, with_label_and_split,
 )
 from orchard.reducing import PcaResult, fit_pca, project, with_vectors
-from orchard.session import create_session, executor_task_counts, task_cpus, total_cores
+from orchard.session import create_session, executor_task_counts, task_cpus
 from orchard.writing import (
     ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, SCREE_PLOT, Output,
     check_local_input, check_local_output, scree_plot_png,
