@@ -51,6 +51,7 @@ def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -
     from pyspark.ml.feature import PCA
 
     started = time.perf_counter()
+    vectors = vectors.persist()  # both fits read the vectors: convert the arrays once
     full = PCA(k=dimension, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
     ratios = [float(x) for x in full.explainedVariance.toArray()]
     full_done = time.perf_counter()
@@ -58,6 +59,7 @@ def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -
     model = full if chosen == dimension else PCA(
         k=chosen, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN
     ).fit(vectors)
+    vectors.unpersist()
     log.info("PCA: k=%d explains %.4f of the variance", chosen, sum(ratios[:chosen]))
     return PcaResult(
         model=model,
