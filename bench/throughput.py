@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from orchard.config import RunConfig
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -68,7 +70,8 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared/ folder")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each measurement (best is kept)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads of the bare loop")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
+                        help="images per inference call of the bare loop (default: orchard's)")
     parser.add_argument("--json", action="store_true", help="also print the raw measurements")
     parser.add_argument("run_args", nargs="*", help="extra `orchard run` options, after --")
     args = parser.parse_args()

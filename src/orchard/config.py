@@ -27,7 +27,7 @@ class RunConfig:
     model_path: Optional[str] = None
     pca_variance: float = 0.95
     pca_k: Optional[int] = None
-    batch_size: int = 64
+    batch_size: int = 8  # small batches run faster on CPU here (cache); see README, Speed
     master: Optional[str] = None
     overwrite: bool = False
     partitions: Optional[int] = None

@@ -21,6 +21,14 @@ FEATURES_SCHEMA = (
 )
 
 
+ARROW_BATCH_ROWS = 64  # rows per Arrow batch sent to a Python worker (bounded memory per batch)
+
+
+def arrow_batch_rows(batch_size: int) -> int:
+    """Rows per Arrow batch: at least one inference batch, else ARROW_BATCH_ROWS."""
+    return max(ARROW_BATCH_ROWS, batch_size)
+
+
 def to_model_input(pixels: List[np.ndarray], spec: ModelSpec) -> np.ndarray:
     """Stack HxWx3 uint8 arrays into the batch layout and dtype the model expects."""
     batch = np.stack(pixels)
@@ -29,18 +37,25 @@ def to_model_input(pixels: List[np.ndarray], spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.dtype(spec.dtype))
 
 
-def featurize_frame(session, spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int) -> List[np.ndarray]:
+    """Feature vectors of `pixels`, running the model on `batch_size` images at a time."""
+    features: List[np.ndarray] = []
+    for start in range(0, len(pixels), batch_size):
+        batch = to_model_input(pixels[start : start + batch_size], spec)
+        outputs = session.run([spec.output_name], {spec.input_name: batch})[0]
+        features.extend(row.astype(np.float32, copy=False) for row in outputs)
+    return features
+
+
+def featurize_frame(session, spec: ModelSpec, frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     """Features (or an error reason) for each row of frame(path, label, split, content)."""
     started = time.perf_counter()
     decoded = [try_preprocess(content, spec.image_size) for content in frame["content"]]
     decoded_at = time.perf_counter()
     good = [i for i, (pixels, _) in enumerate(decoded) if pixels is not None]
     features: List[Optional[np.ndarray]] = [None] * len(decoded)
-    if good:
-        batch = to_model_input([decoded[i][0].array for i in good], spec)
-        outputs = session.run([spec.output_name], {spec.input_name: batch})[0]
-        for row, i in enumerate(good):
-            features[i] = outputs[row].astype(np.float32, copy=False)
+    for i, vector in zip(good, infer(session, spec, [decoded[i][0].array for i in good], batch_size)):
+        features[i] = vector
     finished = time.perf_counter()
     decode_ms = 1000.0 * (decoded_at - started) / max(len(decoded), 1)
     infer_ms = 1000.0 * (finished - decoded_at) / max(len(good), 1)
@@ -69,7 +84,6 @@ def partition_featurizer(
 
         session = onnx_session(SparkFiles.get(model_file_name), threads)
         for frame in frames:
-            for start in range(0, len(frame), batch_size):
-                yield featurize_frame(session, spec, frame.iloc[start : start + batch_size])
+            yield featurize_frame(session, spec, frame, batch_size)
 
     return featurize_partition
