@@ -41,24 +41,26 @@ def with_vectors(frame):
 
 
 def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -> PcaResult:
-    """Fit PCA on `vectors` (a cached frame with VECTOR_COLUMN).
+    """Fit PCA on `vectors` (a frame with VECTOR_COLUMN), once.
 
     Spark computes every eigenvalue in any fit, so one fit with all components gives the
-    explained variance curve; a second fit keeps the k components that are needed.
+    explained variance curve; the model kept is that fit cut to the k components needed
+    (a second fit with k components is the fallback, and gives the same components).
     """
     import time
 
     from pyspark.ml.feature import PCA
 
     started = time.perf_counter()
-    vectors = vectors.persist()  # both fits read the vectors: convert the arrays once
+    vectors = vectors.persist()  # a fallback second fit reads the vectors again
     full = PCA(k=dimension, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
     ratios = [float(x) for x in full.explainedVariance.toArray()]
     full_done = time.perf_counter()
     chosen = min(k, dimension) if k else choose_k(ratios, variance)
-    model = full if chosen == dimension else PCA(
-        k=chosen, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN
-    ).fit(vectors)
+    model = full if chosen == dimension else first_components(full, chosen)
+    if model is None:
+        log.info("PCA: refitting with k=%d (could not cut the full model)", chosen)
+        model = PCA(k=chosen, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
     vectors.unpersist()
     log.info("PCA: k=%d explains %.4f of the variance", chosen, sum(ratios[:chosen]))
     return PcaResult(
@@ -68,6 +70,34 @@ def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -
         seconds_full_fit=full_done - started,
         seconds_k_fit=time.perf_counter() - full_done,
     )
+
+
+def first_components(model, k: int):
+    """A PCAModel holding the first `k` principal components of `model`, or None.
+
+    pyspark has no public constructor for PCAModel; the JVM class has one (package-private in
+    Scala, public in bytecode), reached through py4j. The matrices are cut inside the JVM
+    (a round trip of a 1280x1280 matrix through Python costs seconds). None when the
+    constructor cannot be reached.
+    """
+    from pyspark import SparkContext
+    from pyspark.ml.feature import PCAModel
+
+    jvm = SparkContext._active_spark_context._jvm
+    full = model._java_obj
+    rows = full.pc().numRows()
+    try:
+        first = jvm.java.util.Arrays.copyOfRange  # of column-major values: the first k columns
+        pc = jvm.org.apache.spark.ml.linalg.DenseMatrix(rows, k, first(full.pc().toArray(), 0, rows * k))
+        explained = jvm.org.apache.spark.ml.linalg.DenseVector(first(full.explainedVariance().toArray(), 0, k))
+        java_model = jvm.org.apache.spark.ml.feature.PCAModel(full.uid(), pc, explained)
+    except Exception as error:  # py4j: constructor missing or changed in this Spark
+        log.debug("PCAModel constructor not reachable: %s", error)
+        return None
+    cut = PCAModel(java_model)
+    cut._set(k=k, inputCol=model.getInputCol(), outputCol=model.getOutputCol())
+    cut._transfer_params_to_java()
+    return cut
 
 
 def project(frame, model):
