@@ -57,6 +57,15 @@ def _binary_files(spark, uri: str, glob: str = "*"):
     return reader.option("pathGlobFilter", glob).load(uri)
 
 
+def _input_files(spark, frame) -> List[str]:
+    """`frame.inputFiles()`, fetched as one string: py4j would fetch a Java array item by
+    item (0.7 s for 6,480 names, minutes for millions)."""
+    names = frame._jdf.inputFiles()
+    joined = spark.sparkContext._jvm.scala.collection.mutable.WrappedArray.make(names).mkString("\n")
+    files = joined.split("\n") if joined else []
+    return files if len(files) == len(names) else list(names)  # a name with a newline in it
+
+
 def list_input(spark, uri: str) -> Listing:
     """List every file below `uri`, recursively, with Spark's own file index.
 
@@ -73,7 +82,7 @@ def list_input(spark, uri: str) -> Listing:
     qualified = fs.makeQualified(path)
     listing = Listing(root_uri=str(qualified.toString()))
     root_as_uri = str(qualified.toUri().toString())
-    for file_uri in _binary_files(spark, uri).inputFiles():
+    for file_uri in _input_files(spark, _binary_files(spark, uri)):
         relative = relative_to(root_as_uri, file_uri)
         (listing.images if is_image_name(relative) else listing.ignored).append(relative)
     if not listing.images:
