@@ -53,3 +53,6 @@ def _isolated_cache(tmp_path, monkeypatch):
     """No test reads or writes the user's real cache; the model comes from the shared folder."""
     monkeypatch.setenv("ORCHARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ORCHARD_MODEL_DIR", str(MODEL_DIR))
+    # recording a JVM class archive costs seconds at every JVM exit: tests/test_classarchive.py
+    # turns it on where it is what is tested
+    monkeypatch.setenv("ORCHARD_JVM_CLASS_ARCHIVE", "0")

@@ -12,12 +12,14 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from orchard.classarchive import ClassArchive, class_archive
 from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
 
 MIN_JAVA, MAX_TESTED_JAVA = 8, 17
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+_CLASS_ARCHIVE: Optional[ClassArchive] = None  # of the JVM this process launched
 
 
 def java_executable() -> Optional[str]:
@@ -68,10 +70,10 @@ def prepare_environment(on_this_machine: bool) -> None:
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
-def base_conf(batch_size: int, on_this_machine: bool) -> Dict[str, str]:
+def base_conf(arrow_batch_rows: int, on_this_machine: bool) -> Dict[str, str]:
     conf = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.sql.execution.arrow.maxRecordsPerBatch": str(batch_size),
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(arrow_batch_rows),
         "spark.python.worker.reuse": "true",
         "spark.sql.adaptive.enabled": "false",  # keep the partition count orchard chose
         "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
@@ -88,31 +90,93 @@ def base_conf(batch_size: int, on_this_machine: bool) -> Dict[str, str]:
 def create_session(
     app_name: str,
     master: Optional[str],
-    batch_size: int = 64,
+    arrow_batch_rows: int = 64,
     extra_conf: Optional[Dict[str, str]] = None,
     on_this_machine: Optional[bool] = None,
+    class_archive_name: Optional[str] = None,
 ):
-    """Start (or reuse) the SparkSession; `extra_conf` wins over orchard's defaults."""
-    check_java()
+    """Start (or reuse) the SparkSession; `extra_conf` wins over orchard's defaults.
+
+    With `class_archive_name`, a JVM this call launches uses (or records) the Java class
+    archive of that name (see orchard.classarchive); stop it with `stop_session`.
+    """
+    global _CLASS_ARCHIVE
+    java_major = check_java()
     if on_this_machine is None:
         on_this_machine = bool(master) and is_local_master(master)
     prepare_environment(on_this_machine)
+    conf = base_conf(arrow_batch_rows, on_this_machine)
+    conf.update(extra_conf or {})
+    archive = _class_archive_for_new_jvm(class_archive_name, java_major, conf) if class_archive_name else None
+    try:
+        spark = _get_or_create(app_name, master, with_class_archive(conf, archive))
+    except OrchardError:
+        if archive is None or archive.recording:
+            raise
+        log.warning("Spark did not start with the JVM class archive %s: removed, starting without", archive.path)
+        archive.discard()
+        spark = _get_or_create(app_name, master, conf)
+        archive = None
+    if archive is not None:
+        _CLASS_ARCHIVE = archive
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _get_or_create(app_name: str, master: Optional[str], conf: Dict[str, str]):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    conf = base_conf(batch_size, on_this_machine)
-    conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
-        spark = builder.getOrCreate()
+        return builder.getOrCreate()
     except Exception as error:  # py4j/Java start-up failures
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise OrchardError(f"could not start Spark (master {master}): {first_line}") from None
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
+
+
+def _class_archive_for_new_jvm(name: str, java_major: int, conf: Dict[str, str]) -> Optional[ClassArchive]:
+    """The class archive when this call launches the JVM itself (not reused, not spark-submit)."""
+    from pyspark import SparkContext
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return None
+    return class_archive(name, java_executable() or "java", java_major, conf)
+
+
+def with_class_archive(conf: Dict[str, str], archive: Optional[ClassArchive]) -> Dict[str, str]:
+    """`conf` with the archive's options added to the driver JVM's options."""
+    if archive is None:
+        return conf
+    options = f"{conf.get('spark.driver.extraJavaOptions', '')} {archive.java_options()}".strip()
+    return {**conf, "spark.driver.extraJavaOptions": options}
+
+
+def stop_session(spark) -> None:
+    """Stop Spark; when orchard launched the JVM, end it too and wait for it, so that the
+    event log is complete and a recorded class archive is written before it is published."""
+    from pyspark import SparkContext
+
+    global _CLASS_ARCHIVE
+    gateway = SparkContext._gateway
+    spark.stop()
+    process = getattr(gateway, "proc", None)
+    if process is None:
+        return
+    gateway.shutdown()
+    process.stdin.close()  # the JVM exits when its stdin closes
+    try:
+        process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        log.warning("the Spark JVM (pid %s) did not exit in 300 s; left running", process.pid)
+        return
+    SparkContext._gateway = SparkContext._jvm = None
+    if _CLASS_ARCHIVE is not None:
+        _CLASS_ARCHIVE.finish()
+        _CLASS_ARCHIVE = None
 
 
 def total_cores(spark) -> int:
@@ -125,7 +189,26 @@ def task_cpus(spark) -> int:
 
 
 def executor_task_counts(spark) -> List[Dict[str, object]]:
-    """[{id, host, tasks}] for executors that ran tasks, from Spark's status REST API."""
+    """[{id, host, cores, tasks}] for executors that ran tasks, from Spark's status store
+    (what the UI's REST API serves; asked in-process, which saves the UI's slow first request)."""
+    try:
+        executors = _status_store_executors(spark)
+    except Exception as error:  # a private Spark API: fall back to the REST API
+        log.debug("status store not reachable (%s); asking the REST API", error)
+        executors = _rest_executors(spark)
+    return [e for e in executors if (e["tasks"] or 0) > 0]
+
+
+def _status_store_executors(spark) -> List[Dict[str, object]]:
+    summaries = spark.sparkContext._jsc.sc().statusStore().executorList(False)  # a Scala Seq
+    executors = []
+    for index in range(summaries.size()):
+        summary = summaries.apply(index)
+        executors.append(_executor(summary.id(), summary.hostPort(), summary.totalCores(), summary.totalTasks()))
+    return executors
+
+
+def _rest_executors(spark) -> List[Dict[str, object]]:
     url = spark.sparkContext.uiWebUrl
     if not url:
         return []
@@ -136,9 +219,8 @@ def executor_task_counts(spark) -> List[Dict[str, object]]:
     except (OSError, ValueError) as error:
         log.warning("could not read executors from %s: %s", api, error)
         return []
-    return [
-        {"id": e["id"], "host": e["hostPort"].rsplit(":", 1)[0], "cores": e.get("totalCores"),
-         "tasks": e["totalTasks"]}
-        for e in executors
-        if e.get("totalTasks", 0) > 0
-    ]
+    return [_executor(e["id"], e["hostPort"], e.get("totalCores"), e.get("totalTasks", 0)) for e in executors]
+
+
+def _executor(executor_id: str, host_port: str, cores, tasks) -> Dict[str, object]:
+    return {"id": executor_id, "host": host_port.rsplit(":", 1)[0], "cores": cores, "tasks": tasks}
