@@ -25,14 +25,15 @@ print(json.dumps({"rows": rows, "arguments": arguments}))
 """
 
 
-def start_and_stop_spark() -> dict:
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
+def start_and_stop_spark(folder: Path) -> dict:
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300,
+                            cwd=folder)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def archives(cache: Path):
-    return sorted((cache / "jvm").glob("test-*"))
+    return sorted((cache / "jvm").glob("test-*.jsa"))
 
 
 def test_off_by_switch_or_old_java(monkeypatch):
@@ -74,19 +75,20 @@ def test_a_real_jvm_records_then_uses_the_archive_and_survives_a_broken_one(monk
     monkeypatch.setenv(SWITCH_ENV, "1")
     cache = tmp_path / "cache"
 
-    first = start_and_stop_spark()
+    first = start_and_stop_spark(tmp_path)
     assert first["rows"] == 10
     assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in first["arguments"])
     [archive] = archives(cache)
     assert archive.suffix == ".jsa" and archive.stat().st_size > 10_000_000  # published, complete
 
-    second = start_and_stop_spark()
+    second = start_and_stop_spark(tmp_path)
     assert second["rows"] == 10
     assert f"-XX:SharedArchiveFile={archive}" in second["arguments"]
 
     archive.chmod(0o644)
     archive.write_bytes(archive.read_bytes()[:1_000_000])  # a truncated archive stops a JVM
-    third = start_and_stop_spark()
+    third = start_and_stop_spark(tmp_path)
     assert third["rows"] == 10  # started again without it
     assert not any("SharedArchiveFile" in a for a in third["arguments"])
     assert archives(cache) == []  # the broken archive was removed
+    assert not list(tmp_path.glob("hs_err*"))  # the JVM's crash report is not left in the working folder

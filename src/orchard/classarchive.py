@@ -39,8 +39,12 @@ class ClassArchive:
         return self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
 
     def java_options(self) -> str:
-        flag = f"-XX:ArchiveClassesAtExit={self.pending}" if self.recording else f"-XX:SharedArchiveFile={self.path}"
-        return f"{flag} {QUIET}"
+        if self.recording:
+            return f"-XX:ArchiveClassesAtExit={self.pending} {QUIET}"
+        # a damaged archive crashes the JVM at start (then orchard starts without it): keep the
+        # JVM's crash report beside the archive, not in the user's working folder
+        crash_report = self.path.with_name("hs_err_pid%p.log")
+        return f"-XX:SharedArchiveFile={self.path} -XX:ErrorFile={crash_report} {QUIET}"
 
     def finish(self) -> None:
         """After the JVM exited: publish the archive it recorded (atomically)."""
