@@ -46,13 +46,14 @@ def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -
     Spark computes every eigenvalue in any fit, so one fit with all components gives the
     explained variance curve; the model kept is that fit cut to the k components needed
     (a second fit with k components is the fallback, and gives the same components).
+    The vectors are not cached: converting the cached feature arrays again on each pass of
+    the fit costs less than building a cache of vectors (~0.6 s less on the sample).
     """
     import time
 
     from pyspark.ml.feature import PCA
 
     started = time.perf_counter()
-    vectors = vectors.persist()  # a fallback second fit reads the vectors again
     full = PCA(k=dimension, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
     ratios = [float(x) for x in full.explainedVariance.toArray()]
     full_done = time.perf_counter()
@@ -61,7 +62,6 @@ def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -
     if model is None:
         log.info("PCA: refitting with k=%d (could not cut the full model)", chosen)
         model = PCA(k=chosen, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
-    vectors.unpersist()
     log.info("PCA: k=%d explains %.4f of the variance", chosen, sum(ratios[:chosen]))
     return PcaResult(
         model=model,
