@@ -156,8 +156,8 @@ def with_class_archive(conf: Dict[str, str], archive: Optional[ClassArchive]) ->
 
 
 def stop_session(spark) -> None:
-    """Stop Spark; when orchard launched the JVM, end it too and wait for it, so that the
-    event log is complete and a recorded class archive is written before it is published."""
+    """Stop Spark (which completes the event log); when orchard launched the JVM, end it too,
+    and when that JVM records a class archive, wait for it and publish the archive."""
     from pyspark import SparkContext
 
     global _CLASS_ARCHIVE
@@ -168,15 +168,16 @@ def stop_session(spark) -> None:
         return
     gateway.shutdown()
     process.stdin.close()  # the JVM exits when its stdin closes
+    SparkContext._gateway = SparkContext._jvm = None
+    archive, _CLASS_ARCHIVE = _CLASS_ARCHIVE, None
+    if archive is None or not archive.recording:
+        return  # Spark has stopped (event log complete); the JVM ends on its own
     try:
         process.wait(timeout=300)
     except subprocess.TimeoutExpired:
-        log.warning("the Spark JVM (pid %s) did not exit in 300 s; left running", process.pid)
+        log.warning("the Spark JVM (pid %s) did not exit in 300 s; its class archive is not kept", process.pid)
         return
-    SparkContext._gateway = SparkContext._jvm = None
-    if _CLASS_ARCHIVE is not None:
-        _CLASS_ARCHIVE.finish()
-        _CLASS_ARCHIVE = None
+    archive.finish()
 
 
 def total_cores(spark) -> int:
