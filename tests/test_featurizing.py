@@ -1,0 +1,31 @@
+"""Batched inference: the batch size changes the speed, never the features."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchard.featurizing import ARROW_BATCH_ROWS, arrow_batch_rows, infer
+from orchard.models import get_spec, onnx_session
+from orchard.preprocessing import preprocess
+
+
+@pytest.fixture(scope="module")
+def pixels(sample_dir):
+    files = sorted((sample_dir / "Training").rglob("*.jpg"))[::97][:7]
+    return [preprocess(path.read_bytes()).array for path in files]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_features_do_not_depend_on_the_batch_size(pixels, model_file, batch_size):
+    spec = get_spec("mobilenet_v2")
+    session = onnx_session(str(model_file))
+    whole = infer(session, spec, pixels, batch_size=len(pixels))
+    batched = infer(session, spec, pixels, batch_size=batch_size)
+    assert len(batched) == len(pixels) == 7
+    assert all(vector.dtype == np.float32 and vector.shape == (1280,) for vector in batched)
+    assert np.abs(np.stack(batched) - np.stack(whole)).max() <= 1e-4
+
+
+def test_an_arrow_batch_holds_at_least_one_inference_batch():
+    assert arrow_batch_rows(8) == ARROW_BATCH_ROWS
+    assert arrow_batch_rows(ARROW_BATCH_ROWS * 4) == ARROW_BATCH_ROWS * 4

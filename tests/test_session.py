@@ -1,0 +1,13 @@
+"""Executor task counts: read in-process from Spark's status store, as the REST API serves them."""
+from __future__ import annotations
+
+from orchard.session import _rest_executors, _status_store_executors, executor_task_counts
+
+
+def test_status_store_matches_the_rest_api(spark):
+    spark.range(1000, numPartitions=5).selectExpr("sum(id)").collect()
+    in_process = _status_store_executors(spark)
+    over_http = _rest_executors(spark)
+    assert in_process == over_http
+    assert sum(e["tasks"] for e in in_process) >= 5
+    assert executor_task_counts(spark) == [e for e in in_process if e["tasks"] > 0]
