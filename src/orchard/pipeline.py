@@ -180,7 +180,9 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
                           config.pca_variance, config.pca_k)
         else:
             log.warning("PCA skipped: it needs at least 2 featurized images, got %d", n_featurized)
-    scree = _draw_in_background(pca, config.pca_variance, f"PCA of {spec.name} features ({n_featurized} images)")
+    # the scree plot (~1 s of matplotlib) is drawn while Spark writes the tables
+    scree = _in_background(scree_plot_png, pca.explained_variance, pca.k, config.pca_variance,
+                           f"PCA of {spec.name} features ({n_featurized} images)") if pca else None
     with timer.stage("write_features"):
         table = project(ok, pca.model) if pca else ok.withColumn("pca", F.lit(None).cast("array<float>"))
         table = table.withColumn("model", F.lit(spec.name))
@@ -250,13 +252,6 @@ def _in_background(work: Callable[..., Any], *args: Any) -> Future:
     result = pool.submit(work, *args)
     pool.shutdown(wait=False)  # the thread ends when the work is done
     return result
-
-
-def _draw_in_background(pca: Optional[PcaResult], variance: float, title: str) -> Optional[Future]:
-    """Start drawing the scree plot (matplotlib, ~1 s) while Spark writes the tables."""
-    if not pca:
-        return None
-    return _in_background(scree_plot_png, pca.explained_variance, pca.k, variance, title)
 
 
 def _error_rows(spark, featurized, listing, rows_read: int):
