@@ -54,8 +54,7 @@ class ClassArchive:
 
     def discard(self) -> None:
         """The JVM would not start with this archive: remove it (the next run records a new one)."""
-        for candidate in (self.pending, self.path) if self.recording else (self.path,):
-            candidate.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
 
 def class_archive(name: str, java: str, java_major: int, conf: Dict[str, str]) -> Optional[ClassArchive]:
