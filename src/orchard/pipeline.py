@@ -24,7 +24,7 @@ from orchard.reducing import PcaResult, fit_pca, project, with_vectors
 from orchard.session import create_session, executor_task_counts, stop_session, task_cpus
 from orchard.writing import (
     ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, SCREE_PLOT, Output,
-    check_local_input, check_local_output, scree_plot_png,
+    check_local_input, check_local_output, parquet_options, scree_plot_png,
 )
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,8 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
         table = table.withColumn("model", F.lit(spec.name))
         columns = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms")
         # one wave of tasks, one file per core: fewer, larger files, and faster than two waves here
-        table.select(*columns).coalesce(cores).write.parquet(output.child(FEATURES_DIR))
+        table = table.select(*columns)
+        table.coalesce(cores).write.options(**parquet_options(table)).parquet(output.child(FEATURES_DIR))
     with timer.stage("write_errors"):
         errors.write.parquet(output.child(ERRORS_DIR))
         n_errors = errors.count()
