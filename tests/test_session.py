@@ -1,4 +1,4 @@
-"""Executor task counts: read in-process from Spark's status store, as the REST API serves them."""
+"""Executor task counts (read in-process from Spark's status store, as the REST API serves them); JVM options."""
 from __future__ import annotations
 
 from orchard.session import _rest_executors, _status_store_executors, executor_task_counts
@@ -11,3 +11,10 @@ def test_status_store_matches_the_rest_api(spark):
     assert in_process == over_http
     assert sum(e["tasks"] for e in in_process) >= 5
     assert executor_task_counts(spark) == [e for e in in_process if e["tasks"] > 0]
+
+
+def test_a_local_jvm_runs_with_the_quick_jit(spark):
+    from orchard.session import QUICK_JIT
+
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert QUICK_JIT in list(runtime.getInputArguments())

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 MIN_JAVA, MAX_TESTED_JAVA = 8, 17
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+# The JVM of a run on this machine lives about a minute: compiling hot code with C1 only
+# (no C2) leaves more CPU to the work itself; measured 4-5 s less per run on 2 cores.
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
 _CLASS_ARCHIVE: Optional[ClassArchive] = None  # of the JVM this process launched
 
 
@@ -80,7 +83,7 @@ def base_conf(arrow_batch_rows: int, on_this_machine: bool) -> Dict[str, str]:
     }
     if on_this_machine:
         java_options = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
-        conf["spark.driver.extraJavaOptions"] = java_options
+        conf["spark.driver.extraJavaOptions"] = f"{java_options} {QUICK_JIT}"
         conf["spark.executor.extraJavaOptions"] = java_options
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
