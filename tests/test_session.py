@@ -18,3 +18,10 @@ def test_a_local_jvm_runs_with_the_quick_jit(spark):
 
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert QUICK_JIT in list(runtime.getInputArguments())
+
+
+def test_a_local_jvm_runs_one_blas_thread_per_task(spark):
+    import os
+
+    expected = os.environ.get("OPENBLAS_NUM_THREADS", "1")  # "1" unless the user chose otherwise
+    assert spark.sparkContext._jvm.java.lang.System.getenv("OPENBLAS_NUM_THREADS") == expected
