@@ -1,20 +1,24 @@
 """Throughput of `orchard run` against a bare ONNX Runtime loop, on the same images, in one run.
 
-    python bench/throughput.py [--shared ../shared] [--repeat 1] [--threads 2]
+    python bench/throughput.py [--shared ../shared] [--repeat 3] [--threads 2] [--batch-size 8]
 
-Runs `orchard run` (a fresh process each time, so JVM start-up counts) on the sample
-(1,920 images) and on the bench set (6,480 images), then derives
+Each round times, back to back: a bare loop (read + decode + resize + infer of the bench
+images, batches of --batch-size, ONNX Runtime with --threads intra-op threads, no Spark), then
+`orchard run` (a fresh process, so JVM start-up counts) on the sample (1,920 images) and on the
+bench set (6,480 images). From each round:
     marginal images/s = (n_bench - n_sample) / (t_bench - t_sample)
     fixed start-up s  = t_sample - n_sample / marginal
-and times a bare loop (read + decode + resize + infer, batches of --batch-size, ONNX Runtime
-with --threads intra-op threads) over the bench images. One untimed `orchard run` comes first
-(it records the JVM class archive if there is none yet, see orchard.classarchive, and fills
-the OS file cache, as the bare loop's run does). Prints a table; `--json` adds raw data.
+    ratio             = marginal / bare loop images/s
+The machine's speed drifts by 10-20% over minutes, so the ratio is taken within a round (the
+three timings a minute apart) and the summary is the median round. One untimed `orchard run`
+comes first (it records the JVM class archive if there is none yet, see orchard.classarchive,
+and fills the OS file cache). Prints a table; `--json` adds the raw data.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from orchard.config import RunConfig
 
@@ -35,8 +39,12 @@ def image_files(root: Path) -> List[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
 
 
-def bare_loop(files: List[Path], model_file: Path, threads: int, batch_size: int) -> float:
-    """Seconds for read + preprocess + inference of every file, no Spark, one process."""
+def bare_loop(files: List[Path], model_file: Path, threads: int, batch_size: int, ready=None) -> Tuple[float, float]:
+    """(start, end) times of read + preprocess + inference of every file in this process, no Spark.
+
+    The session is created and warmed up first, then `ready` (a barrier, when several
+    processes share the work) is awaited, so only the loop itself is timed.
+    """
     import numpy as np
     import onnxruntime as ort
 
@@ -48,11 +56,36 @@ def bare_loop(files: List[Path], model_file: Path, threads: int, batch_size: int
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     session.run(None, {spec.input_name: np.zeros((1, 224, 224, 3), np.uint8)})  # warm-up
-    started = time.perf_counter()
+    if ready is not None:
+        ready.wait()
+    started = time.time()
     for start in range(0, len(files), batch_size):
         batch = np.stack([preprocess(f.read_bytes()).array for f in files[start : start + batch_size]])
         session.run([spec.output_name], {spec.input_name: batch})
-    return time.perf_counter() - started
+    return started, time.time()
+
+
+def bare_loops(files: List[Path], model_file: Path, threads: int, batch_size: int, processes: int) -> float:
+    """Wall seconds of the bare loop over `files`, shared by `processes` processes that have
+    `threads` ONNX Runtime threads between them (1 process x 2 threads, or 2 x 1 like orchard)."""
+    if processes == 1:
+        started, ended = bare_loop(files, model_file, threads, batch_size)
+        return ended - started
+    context = multiprocessing.get_context("spawn")  # a clean ONNX Runtime in each process
+    ready, spans = context.Barrier(processes), context.Queue()
+    per_process = max(1, threads // processes)
+    workers = [context.Process(target=_timed_share, args=(files[i::processes], model_file, per_process,
+                                                          batch_size, ready, spans)) for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    times = [spans.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return max(end for _, end in times) - min(start for start, _ in times)
+
+
+def _timed_share(files: List[Path], model_file: Path, threads: int, batch_size: int, ready, spans) -> None:
+    spans.put(bare_loop(files, model_file, threads, batch_size, ready))
 
 
 def orchard_run(dataset: Path, model_file: Path, output: Path, extra: List[str]) -> Dict:
@@ -68,64 +101,80 @@ def orchard_run(dataset: Path, model_file: Path, output: Path, extra: List[str])
     return {"wall": wall, "images": record["counts"]["featurized"], "stages": record["seconds"]}
 
 
+def one_round(args, files: List[Path], datasets: Dict[str, Path], model_file: Path, tmp: Path) -> Dict:
+    """The bare loops, then `orchard run` on the sample and on the bench set; derived rates."""
+    bare_rates = {f"{n}x{max(1, args.threads // n)}": len(files) / bare_loops(files, model_file, args.threads,
+                                                                           args.batch_size, n)
+                  for n in args.bare_processes}
+    runs = {name: orchard_run(dataset, model_file, tmp / name, args.run_args) for name, dataset in datasets.items()}
+    added = runs["bench"]["images"] - runs["sample"]["images"]
+    marginal = added / (runs["bench"]["wall"] - runs["sample"]["wall"])
+    return {"bare_rates": bare_rates, "runs": runs, "marginal": marginal,
+            "fixed": runs["sample"]["wall"] - runs["sample"]["images"] / marginal,
+            "ratios": {name: marginal / rate for name, rate in bare_rates.items()}}
+
+
+def print_table(rounds: List[Dict], n_bare: int) -> None:
+    """One line per round (and the median): bare loop rates, orchard's times, rate, ratios, fixed cost."""
+    variants = list(rounds[0]["bare_rates"])
+    columns = ([f"bare {v} img/s" for v in variants] + ["sample s", "bench s", "marginal img/s"]
+               + [f"ratio {v}" for v in variants] + ["fixed s"])
+    table = [[r["bare_rates"][v] for v in variants]
+             + [r["runs"]["sample"]["wall"], r["runs"]["bench"]["wall"], r["marginal"]]
+             + [r["ratios"][v] for v in variants] + [r["fixed"]] for r in rounds]
+    if len(table) > 1:
+        table.append([statistics.median(column) for column in zip(*table)])
+    print(f"{'round':>6} " + " ".join(f"{c:>{max(len(c), 7)}}" for c in columns))
+    for number, values in enumerate(table, 1):
+        label = str(number) if number <= len(rounds) else "median"
+        print(f"{label:>6} " + " ".join(f"{v:>{max(len(c), 7)}.{2 if c.startswith('ratio') else 1}f}"
+                                         for c, v in zip(columns, values)))
+    sample, bench = rounds[0]["runs"]["sample"]["images"], rounds[0]["runs"]["bench"]["images"]
+    print(f"images: bare loops {n_bare}, orchard sample {sample}, orchard bench {bench}; "
+          "bare PxT = P processes x T ONNX Runtime threads")
+    for v in variants:
+        print(f"marginal / bare loop {v} = {statistics.median(r['ratios'][v] for r in rounds):.2f}   (target >= 0.80)")
+    print(f"fixed start-up cost  = {statistics.median(r['fixed'] for r in rounds):.1f} s   (target < 15 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared/ folder")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each measurement (best is kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (bare loop, sample, bench); median is kept")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads of the bare loop")
     parser.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
                         help="images per inference call of the bare loop (default: orchard's)")
+    parser.add_argument("--bare-processes", type=lambda text: [int(n) for n in text.split(",")], default=[1, 2],
+                        help="bare loop variants: processes sharing the --threads (default 1,2: "
+                             "1 process x 2 threads, and 2 x 1 as orchard runs on 2 cores)")
     parser.add_argument("--json", action="store_true", help="also print the raw measurements")
     parser.add_argument("run_args", nargs="*", help="extra `orchard run` options, after --")
     args = parser.parse_args()
 
-    sample = args.shared / "data" / "fruits-360-sample"
-    bench = args.shared / "data" / "fruits-360-bench"
+    datasets = {"sample": args.shared / "data" / "fruits-360-sample",
+                "bench": args.shared / "data" / "fruits-360-bench"}
     model_file = args.shared / "models" / "mobilenet_v2_1.0_224.onnx"
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    files = image_files(datasets["bench"])
 
-    bench_files = image_files(bench)
-    bare = min(bare_loop(bench_files, model_file, args.threads, args.batch_size) for _ in range(args.repeat))
-    bare_rate = len(bench_files) / bare
-
-    with tempfile.TemporaryDirectory(prefix="orchard-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="orchard-bench-") as folder:
+        tmp = Path(folder)
         # not counted: records the JVM class archive on a first use, fills the OS file cache
-        orchard_run(sample, model_file, Path(tmp) / "warm-up", args.run_args)
-        runs = {}
-        for name, dataset in (("sample", sample), ("bench", bench)):
-            trials = [orchard_run(dataset, model_file, Path(tmp) / name, args.run_args) for _ in range(args.repeat)]
-            runs[name] = {**min(trials, key=lambda r: r["wall"]), "walls": [round(t["wall"], 2) for t in trials]}
-    n_sample, n_bench = runs["sample"]["images"], runs["bench"]["images"]
-    t_sample, t_bench = runs["sample"]["wall"], runs["bench"]["wall"]
-    marginal = (n_bench - n_sample) / (t_bench - t_sample)
-    fixed = t_sample - n_sample / marginal
+        orchard_run(datasets["sample"], model_file, tmp / "warm-up", args.run_args)
+        rounds = []
+        for number in range(1, args.repeat + 1):
+            rounds.append(one_round(args, files, datasets, model_file, tmp))
+            ratios = ", ".join(f"{v} {r:.2f}" for v, r in rounds[-1]["ratios"].items())
+            print(f"round {number}/{args.repeat}: ratios {ratios}", file=sys.stderr, flush=True)
 
-    rows = [
-        ("bare ONNX Runtime loop (bench)", f"{len(bench_files)}", f"{bare:.1f}", f"{bare_rate:.1f}"),
-        ("orchard run, sample", f"{n_sample}", f"{t_sample:.1f}", f"{n_sample / t_sample:.1f}"),
-        ("orchard run, bench", f"{n_bench}", f"{t_bench:.1f}", f"{n_bench / t_bench:.1f}"),
-    ]
-    print(f"{'measurement':34} {'images':>7} {'seconds':>8} {'images/s':>9}")
-    for row in rows:
-        print(f"{row[0]:34} {row[1]:>7} {row[2]:>8} {row[3]:>9}")
-    print(f"{'orchard marginal rate':34} {'':>7} {'':>8} {marginal:>9.1f}")
-    print(f"marginal / bare loop = {marginal / bare_rate:.2f}   (target >= 0.80)")
-    print(f"fixed start-up cost  = {fixed:.1f} s   (target < 15 s)")
-    if args.repeat > 1:
-        medians = {name: statistics.median(runs[name]["walls"]) for name in runs}
-        median_marginal = (n_bench - n_sample) / (medians["bench"] - medians["sample"])
-        print(f"with median runs instead of best: marginal {median_marginal:.1f} img/s "
-              f"({median_marginal / bare_rate:.2f} of the bare loop), fixed "
-              f"{medians['sample'] - n_sample / median_marginal:.1f} s; all runs (s): "
-              + "; ".join(f"{name} {runs[name]['walls']}" for name in runs))
+    print_table(rounds, len(files))
     print(f"cores: {os.cpu_count()}, bare loop threads: {args.threads}, batch size: {args.batch_size}, "
-          f"best of {args.repeat}")
+          f"rounds: {args.repeat}")
     for name in ("sample", "bench"):
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in runs[name]["stages"].items())
-        print(f"stages ({name}, s): {stages}")
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in rounds[-1]["runs"][name]["stages"].items())
+        print(f"stages of the last round ({name}, s): {stages}")
     if args.json:
-        print(json.dumps({"bare_seconds": bare, "bare_images": len(bench_files), "runs": runs,
-                          "marginal": marginal, "fixed": fixed}, indent=2))
+        print(json.dumps(rounds, indent=2))
 
 
 if __name__ == "__main__":
