@@ -46,22 +46,20 @@ def bare_loop(files: List[Path], model_file: Path, threads: int, batch_size: int
     processes share the work) is awaited, so only the loop itself is timed.
     """
     import numpy as np
-    import onnxruntime as ort
 
-    from orchard.models import get_spec
+    from orchard.featurizing import infer
+    from orchard.models import get_spec, onnx_session
     from orchard.preprocessing import preprocess
 
     spec = get_spec("mobilenet_v2")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(str(model_file), threads)  # the session options orchard's workers use
     session.run(None, {spec.input_name: np.zeros((1, 224, 224, 3), np.uint8)})  # warm-up
     if ready is not None:
         ready.wait()
     started = time.time()
     for start in range(0, len(files), batch_size):
-        batch = np.stack([preprocess(f.read_bytes()).array for f in files[start : start + batch_size]])
-        session.run([spec.output_name], {spec.input_name: batch})
+        pixels = [preprocess(f.read_bytes()).array for f in files[start : start + batch_size]]
+        infer(session, spec, pixels, batch_size)
     return started, time.time()
 
 
@@ -73,7 +71,7 @@ def bare_loops(files: List[Path], model_file: Path, threads: int, batch_size: in
         return ended - started
     context = multiprocessing.get_context("spawn")  # a clean ONNX Runtime in each process
     ready, spans = context.Barrier(processes), context.Queue()
-    per_process = max(1, threads // processes)
+    per_process = threads_per_process(threads, processes)
     workers = [context.Process(target=_timed_share, args=(files[i::processes], model_file, per_process,
                                                           batch_size, ready, spans)) for i in range(processes)]
     for worker in workers:
@@ -82,6 +80,10 @@ def bare_loops(files: List[Path], model_file: Path, threads: int, batch_size: in
     for worker in workers:
         worker.join()
     return max(end for _, end in times) - min(start for start, _ in times)
+
+
+def threads_per_process(threads: int, processes: int) -> int:
+    return max(1, threads // processes)
 
 
 def _timed_share(files: List[Path], model_file: Path, threads: int, batch_size: int, ready, spans) -> None:
@@ -103,8 +105,8 @@ def orchard_run(dataset: Path, model_file: Path, output: Path, extra: List[str])
 
 def one_round(args, files: List[Path], datasets: Dict[str, Path], model_file: Path, tmp: Path) -> Dict:
     """The bare loops, then `orchard run` on the sample and on the bench set; derived rates."""
-    bare_rates = {f"{n}x{max(1, args.threads // n)}": len(files) / bare_loops(files, model_file, args.threads,
-                                                                           args.batch_size, n)
+    bare_rates = {f"{n}x{threads_per_process(args.threads, n)}":
+                  len(files) / bare_loops(files, model_file, args.threads, args.batch_size, n)
                   for n in args.bare_processes}
     runs = {name: orchard_run(dataset, model_file, tmp / name, args.run_args) for name, dataset in datasets.items()}
     added = runs["bench"]["images"] - runs["sample"]["images"]

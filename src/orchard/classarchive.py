@@ -1,10 +1,11 @@
 """A Java class-data sharing (CDS) archive of Spark's classes, for faster start-ups.
 
 A Spark JVM spends seconds loading and verifying the same ~20,000 classes on every run. The
-first run that orchard starts records them (`-XX:ArchiveClassesAtExit`, Java 13+, ~180 MB
+first run that orchard starts records them (`-XX:ArchiveClassesAtExit`, Java 13+, ~190 MB
 under the cache folder); later runs map that archive (`-XX:SharedArchiveFile`) and start
-seconds faster. `orchard run` uses one (archive name "run"). The JVM writes the archive when it exits, to a temporary name that
-`finish()` renames once the JVM is gone, so no run ever maps a half-written archive.
+seconds faster. `orchard run` uses one (archive name "run"). The JVM writes the archive when
+it exits, to a temporary name that `finish()` renames once the JVM is gone, so no run ever
+maps a half-written archive.
 `ORCHARD_JVM_CLASS_ARCHIVE=0` turns it off. Only for JVMs orchard launches itself (not
 under spark-submit), and only the driver's (in local mode it also runs the tasks).
 """
