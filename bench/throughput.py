@@ -11,7 +11,7 @@ bench set (6,480 images). From each round:
     ratio             = marginal / bare loop images/s
 The machine's speed drifts by 10-20% over minutes, so the ratio is taken within a round (the
 three timings a minute apart) and the summary is the median round. One untimed `orchard run`
-comes first (it records the JVM class archive if there is none yet, see orchard.classarchive,
+comes first (it records the JVM class archive if there is none yet, see orchard.spark.classarchive,
 and fills the OS file cache). Prints a table; `--json` adds the raw data.
 """
 from __future__ import annotations
@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from orchard.config import RunConfig
+from orchard.pipeline.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def image_files(root: Path) -> List[Path]:
-    from orchard.preprocessing import is_image_name
+    from orchard.pipeline.preprocess import is_image_name
 
     return sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
 
@@ -47,9 +47,9 @@ def bare_loop(files: List[Path], model_file: Path, threads: int, batch_size: int
     """
     import numpy as np
 
-    from orchard.featurizing import infer
-    from orchard.models import get_spec, onnx_session
-    from orchard.preprocessing import preprocess
+    from orchard.pipeline.featurize import infer
+    from orchard.pipeline.models import get_spec, onnx_session
+    from orchard.pipeline.preprocess import preprocess
 
     spec = get_spec("mobilenet_v2")
     session = onnx_session(str(model_file), threads)  # the session options orchard's workers use

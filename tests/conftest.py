@@ -37,7 +37,7 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """One embedded Spark for the test session, configured like `orchard run` configures it."""
-    from orchard.session import create_session
+    from orchard.spark.session import create_session
 
     events = tmp_path_factory.mktemp("spark-events")
     session = create_session("orchard-tests", "local[2]", extra_conf={

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchard.classarchive import SWITCH_ENV, ClassArchive, class_archive
+from orchard.spark.classarchive import SWITCH_ENV, ClassArchive, class_archive
 
 JAVA = "/usr/bin/java"
 
@@ -16,7 +16,7 @@ JAVA = "/usr/bin/java"
 # JVM was started.
 SCRIPT = """
 import json, sys
-from orchard.session import create_session, stop_session
+from orchard.spark.session import create_session, stop_session
 spark = create_session("archive-test", "local[1]", class_archive_name="test")
 arguments = list(spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
 rows = spark.range(10).count()

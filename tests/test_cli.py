@@ -8,7 +8,7 @@ import pytest
 
 from orchard.cli import build_parser
 from orchard.commands.run import config_from_args
-from orchard.session import java_major_version
+from orchard.spark.session import java_major_version
 
 
 def orchard(*args, env=None, timeout=180):

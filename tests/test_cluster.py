@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from orchard import cluster, hdfs, localdeps, localstore, transfer
 from orchard.cli import main
-from orchard.cluster import LocalCluster, choose_ports, process_start_time, profile_conf
 from orchard.errors import OrchardError
+from orchard.local import cluster, deps as localdeps, hdfs, store as localstore
+from orchard.local.cluster import LocalCluster, choose_ports, process_start_time, profile_conf
+from orchard.storage import sync as transfer
 
 
 # -- ports ------------------------------------------------------------------------------------
@@ -255,7 +256,7 @@ def test_profile_conf_points_spark_at_the_box():
 
 
 def test_the_local_profile_says_how_to_start_the_box(tmp_path, monkeypatch):
-    from orchard.profiles import profile_spark_conf
+    from orchard.local.profiles import profile_spark_conf
 
     monkeypatch.setenv("ORCHARD_STATE_DIR", str(tmp_path / "none"))
     with pytest.raises(OrchardError, match="orchard local up"):

@@ -18,7 +18,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from orchard.cluster import LocalCluster, group_members, process_start_time
+from orchard.local.cluster import LocalCluster, group_members, process_start_time
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchard.featurizing import ARROW_BATCH_ROWS, arrow_batch_rows, infer
-from orchard.models import get_spec, onnx_session
-from orchard.preprocessing import preprocess
+from orchard.pipeline.featurize import ARROW_BATCH_ROWS, arrow_batch_rows, infer
+from orchard.pipeline.models import get_spec, onnx_session
+from orchard.pipeline.preprocess import preprocess
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from orchard.errors import OrchardError
-from orchard.models import (
+from orchard.pipeline.models import (
     MIRROR_ENV, MODEL_DIR_ENV, REGISTRY, get_spec, onnx_session, resolve_model, sha256_of,
 )
 

@@ -5,12 +5,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from orchard.config import RunConfig
-from orchard.featurizing import to_model_input
-from orchard.models import get_spec, onnx_session
-from orchard.pipeline import run_pipeline
-from orchard.preprocessing import preprocess
-from orchard.reducing import choose_k
+from orchard.pipeline.config import RunConfig
+from orchard.pipeline.featurize import to_model_input
+from orchard.pipeline.models import get_spec, onnx_session
+from orchard.pipeline.run import run_pipeline
+from orchard.pipeline.preprocess import preprocess
+from orchard.pipeline.reduce import choose_k
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_pca_k_is_the_smallest_reaching_the_target(sample_run):
 def test_saved_pca_model_reproduces_the_pca_column(sample_run, spark):
     from pyspark.ml.feature import PCAModel
 
-    from orchard.reducing import project
+    from orchard.pipeline.reduce import project
 
     output, _ = sample_run
     model = PCAModel.load(str(output / "pca_model"))
@@ -86,7 +86,7 @@ def test_saved_pca_model_reproduces_the_pca_column(sample_run, spark):
 
 
 def test_logistic_regression_on_pca_scores_at_least_97_percent(sample_run, spark):
-    from orchard.classifier import evaluate_features
+    from orchard.analysis.classifier import evaluate_features
 
     output, _ = sample_run
     result = evaluate_features(spark, str(output / "features"), column="pca")

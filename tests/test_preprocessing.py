@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchard.preprocessing import ImageError, is_image_name, preprocess, try_preprocess
+from orchard.pipeline.preprocess import ImageError, is_image_name, preprocess, try_preprocess
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchard import pricing
+from orchard.cloud import pricing
 from orchard.cli import main
 from orchard.errors import OrchardError
 

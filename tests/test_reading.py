@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 
-from orchard.reading import list_input
+from orchard.pipeline.load import list_input
 
 
 def test_odd_names_are_listed_exactly(spark, sample_dir, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchard.reducing import PCA_VECTOR_COLUMN, VECTOR_COLUMN, first_components, fit_pca
+from orchard.pipeline.reduce import PCA_VECTOR_COLUMN, VECTOR_COLUMN, first_components, fit_pca
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchard.errors import OrchardError
-from orchard.scaling import (
+from orchard.analysis.scaling import (
     Config, Measurement, ScaleTest, configurations, fit, parse_counts, project, read_measurements, run_conf,
     summarise, write_csv,
 )
@@ -68,7 +68,7 @@ def test_fit_follows_medians_not_a_slowed_run():
 
 
 def test_fit_from_task_time_of_the_loaded_runs():
-    from orchard.scaling import fit_from_task_time
+    from orchard.analysis.scaling import fit_from_task_time
 
     rows = _rows()
     for row in rows:  # all cores busy: 1.2 x the work per image of the 1-core runs
@@ -112,7 +112,7 @@ def test_projection_time_and_cost():
     assert three.run_s == pytest.approx(model.predict(90_000, 12), rel=1e-3)
     assert ten.run_s < three.run_s
     assert 0 < ten.efficiency_vs_one_node <= 1
-    pricing = pytest.importorskip("orchard.pricing")
+    pricing = pytest.importorskip("orchard.cloud.pricing")
     hourly = pricing.cluster_hourly_cost("m5.xlarge", 3)["total"]
     assert three.hourly_usd == pytest.approx(hourly)
     assert three.run_cost_usd == pytest.approx(hourly * max(three.run_s, 60) / 3600, abs=0.01)
@@ -179,7 +179,7 @@ def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, cap
 @pytest.mark.parametrize("images, cores", [(1920, 2), (6480, 2), (6480, 1), (500, 12), (90_000, 12),
                                            (10_000_000, 200), (1000, 8), (33, 1)])
 def test_partitions_are_whole_waves_of_bounded_tasks(images, cores):
-    from orchard.reading import choose_partitions
+    from orchard.pipeline.load import choose_partitions
 
     partitions = choose_partitions(images, cores)
     assert partitions % cores == 0  # no last, partial wave
@@ -188,7 +188,7 @@ def test_partitions_are_whole_waves_of_bounded_tasks(images, cores):
 
 
 def test_partitions_for_few_images_and_the_bench():
-    from orchard.reading import choose_partitions
+    from orchard.pipeline.load import choose_partitions
 
     assert choose_partitions(6480, 2) == 4  # the bench on this 2-core machine: 2 waves of 1620 images
     assert choose_partitions(100, 8) == 3  # not enough for every core: tasks of at least 32 images
@@ -206,7 +206,7 @@ class _FakeSpark:
 
 
 def test_planned_cores_counts_executors_still_starting():
-    from orchard.reading import planned_cores
+    from orchard.pipeline.load import planned_cores
 
     standalone = {"spark.master": "spark://h:7077", "spark.cores.max": "8"}
     assert planned_cores(_FakeSpark(standalone, 2)) == 8  # 1 executor of 8 registered so far
@@ -218,7 +218,7 @@ def test_planned_cores_counts_executors_still_starting():
 
 
 def test_driver_serial_cost_from_two_sizes():
-    from orchard.scaling import driver_serial_cost, fit_from_task_time
+    from orchard.analysis.scaling import driver_serial_cost, fit_from_task_time
 
     rows = _rows(sizes=(1920, 6480))
     for row in rows:

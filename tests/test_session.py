@@ -1,7 +1,7 @@
 """Executor task counts (read in-process from Spark's status store, as the REST API serves them); JVM options."""
 from __future__ import annotations
 
-from orchard.session import _rest_executors, _status_store_executors, executor_task_counts
+from orchard.spark.session import _rest_executors, _status_store_executors, executor_task_counts
 
 
 def test_status_store_matches_the_rest_api(spark):
@@ -14,7 +14,7 @@ def test_status_store_matches_the_rest_api(spark):
 
 
 def test_a_local_jvm_runs_with_the_quick_jit(spark):
-    from orchard.session import QUICK_JIT
+    from orchard.spark.session import QUICK_JIT
 
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert QUICK_JIT in list(runtime.getInputArguments())

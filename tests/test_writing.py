@@ -1,7 +1,7 @@
 """Parquet options for the features table: float arrays skip the dictionary, other columns keep it."""
 import pyarrow.parquet as pq
 
-from orchard.writing import parquet_options
+from orchard.pipeline.write import parquet_options
 
 
 def dictionary_columns(folder):

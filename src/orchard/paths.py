@@ -1,7 +1,8 @@
-"""Local paths and remote URIs (hdfs://, s3://, s3a://); file digests."""
+"""Local paths and remote URIs (hdfs://, s3://, s3a://); file digests; orchard's cache folder."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,3 +24,11 @@ def file_digest(path: Path, algorithm: str = "sha256", chunk_size: int = 1 << 20
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+CACHE_DIR_ENV = "ORCHARD_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """orchard's cache folder: $ORCHARD_CACHE_DIR, default ~/.cache/orchard."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "orchard")

@@ -26,84 +26,22 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
 from orchard.errors import OrchardError
+from orchard.names import STAGE_PROPERTY
+from orchard.spark.eventlog import (
+    CODEC_CLASSES,
+    ROLLING_PART_PREFIX,
+    ROLLING_PREFIX,
+    codec_short_name,
+    event_log_of,
+    expected_log_path,
+    sanitize_app_name,
+)
 
 log = logging.getLogger(__name__)
 
 IN_PROGRESS = ".inprogress"
-ROLLING_PREFIX = "eventlog_v2_"
-ROLLING_PART_PREFIX = "events_"
 CODECS = ("zstd", "lz4", "lzf", "snappy")
-CODEC_CLASSES = {  # spark.io.compression.codec may name the class instead of the short name
-    "org.apache.spark.io.ZStdCompressionCodec": "zstd",
-    "org.apache.spark.io.LZ4CompressionCodec": "lz4",
-    "org.apache.spark.io.LZFCompressionCodec": "lzf",
-    "org.apache.spark.io.SnappyCompressionCodec": "snappy",
-}
-# Local property the pipeline sets on every Spark job it starts (see pipeline.StageTimer).
-STAGE_PROPERTY = "orchard.stage"
 
-
-# --------------------------------------------------------------------------- naming
-
-
-def sanitize_app_name(app_id: str, attempt_id: Optional[str] = None) -> str:
-    """Spark's EventLogFileWriter.nameForAppAndAttempt: the log's base name for an app."""
-
-    def clean(text: str) -> str:
-        return re.sub(r"[.${}'\"]", "_", re.sub(r"[ :/]", "-", text)).lower()
-
-    base = clean(app_id)
-    return f"{base}_{clean(attempt_id)}" if attempt_id else base
-
-
-def codec_short_name(name: str) -> str:
-    return CODEC_CLASSES.get(name, name).lower()
-
-
-def expected_log_path(
-    log_dir: str,
-    app_id: str,
-    attempt_id: Optional[str] = None,
-    rolling: bool = False,
-    compress: bool = False,
-    codec: str = "zstd",
-) -> str:
-    """Where Spark 3.5 puts the finished event log of `app_id` (a file, or a folder if rolling)."""
-    name = sanitize_app_name(app_id, attempt_id)
-    base = log_dir.rstrip("/")
-    if rolling:
-        return f"{base}/{ROLLING_PREFIX}{name}"
-    return f"{base}/{name}" + (f".{codec_short_name(codec)}" if compress else "")
-
-
-def event_log_of(spark) -> Optional[str]:
-    """The exact event log (file or rolling folder) this SparkSession writes; None if disabled.
-
-    Asks Spark's own EventLoggingListener; falls back to the name Spark's rules give.
-    """
-    context = spark.sparkContext
-    conf = context.getConf()
-    if conf.get("spark.eventLog.enabled", "false").lower() != "true":
-        return None
-    try:
-        listener = context._jsc.sc().eventLogger()
-        if listener.isDefined():
-            return str(listener.get().logWriter().logPath())
-    except Exception as error:  # a private Spark API: fall back to the naming rules
-        log.debug("could not ask Spark for the event log path: %s", error)
-    attempt = None
-    try:
-        option = context._jsc.sc().applicationAttemptId()
-        attempt = str(option.get()) if option.isDefined() else None
-    except Exception:
-        pass
-    log_dir = conf.get("spark.eventLog.dir", "file:/tmp/spark-events")
-    return expected_log_path(
-        log_dir, context.applicationId, attempt,
-        rolling=conf.get("spark.eventLog.rolling.enabled", "false").lower() == "true",
-        compress=conf.get("spark.eventLog.compress", "false").lower() == "true",
-        codec=conf.get("spark.eventLog.compression.codec", "zstd"),
-    )
 
 
 # --------------------------------------------------------------------------- storage
@@ -135,7 +73,7 @@ def jvm():
     if active is not None:
         return active._jvm
     if _GATEWAY is None:
-        from orchard.session import LOG4J_CONFIG, check_java, prepare_environment
+        from orchard.spark.session import LOG4J_CONFIG, check_java, prepare_environment
 
         check_java()
         prepare_environment(True)

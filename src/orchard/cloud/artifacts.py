@@ -16,10 +16,10 @@ from orchard import __version__
 from orchard.cloud.layout import NODE_MODEL_DIR, NODE_PYTHON
 from orchard.errors import OrchardError
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parent / "data"
 BOOTSTRAP_TEMPLATE = DATA_DIR / "emr-bootstrap.sh"
 REQUIREMENTS_FILE = DATA_DIR / "emr-requirements.txt"
-ENTRY_SCRIPT = Path(__file__).resolve().parent.parent / "spark_entry.py"
+ENTRY_SCRIPT = Path(__file__).resolve().parent.parent / "spark" / "entry.py"
 # Wheels built with this timestamp are identical when the sources are: `push` then skips them.
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest date a zip file can hold
 

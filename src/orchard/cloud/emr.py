@@ -127,7 +127,7 @@ class ClusterSpec:
 
 
 def vcpus_of(instance_type: str) -> Optional[int]:
-    from orchard.pricing import instance_price
+    from orchard.cloud.pricing import instance_price
 
     try:
         return instance_price(instance_type).vcpu

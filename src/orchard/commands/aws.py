@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
+from orchard.names import DEFAULT_MODEL
+
 HELP = "deploy on AWS: bucket and roles, uploads, an EMR cluster, steps running `orchard run`"
 EPILOG = """\
 a run, from an empty account (see docs/aws.md):
@@ -90,8 +92,12 @@ def register(subparsers) -> None:
         "create", parents=[common], help="start an EMR 7 cluster (Spark, Hadoop, JupyterHub)",
         description="Start an EMR cluster for orchard: 1 primary + N core nodes, the bootstrap action "
                     "from the bucket, logs to s3://B/logs/, auto-termination when idle.")
-    from orchard.cloud.emr import (DEFAULT_CORE_COUNT, DEFAULT_IDLE_TIMEOUT, DEFAULT_INSTANCE_TYPE,
-                                   DEFAULT_RELEASE)
+    from orchard.cloud.emr import (
+        DEFAULT_CORE_COUNT,
+        DEFAULT_IDLE_TIMEOUT,
+        DEFAULT_INSTANCE_TYPE,
+        DEFAULT_RELEASE,
+    )
 
     create.add_argument("--bucket", required=True)
     create.add_argument("--release", default=DEFAULT_RELEASE, help=f"EMR 7 release (default {DEFAULT_RELEASE})")
@@ -256,7 +262,7 @@ def push_command(args: argparse.Namespace) -> int:
     from orchard.cloud.layout import ARTIFACTS_PREFIX, Layout, check_prefix
     from orchard.cloud.s3 import Upload, list_objects, local_files, plan_uploads, sync
     from orchard.errors import OrchardError
-    from orchard.models import resolve_model
+    from orchard.pipeline.models import resolve_model
 
     layout = Layout(args.bucket)
     aws = _aws(args)
@@ -264,7 +270,7 @@ def push_command(args: argparse.Namespace) -> int:
         raise OrchardError(f"--workers must be >= 1, got {args.workers}")
     progress = not args.no_progress and not args.json
     result: Dict[str, Any] = {"bucket": layout.bucket}
-    spec, model_path, model_sha = resolve_model("mobilenet_v2", args.model_path)
+    spec, model_path, model_sha = resolve_model(DEFAULT_MODEL, args.model_path)
     with tempfile.TemporaryDirectory(prefix="orchard-push-") as tmp:
         if args.wheel:
             wheel = Path(args.wheel)
@@ -309,9 +315,9 @@ def push_command(args: argparse.Namespace) -> int:
 
 def bootstrap_command(args: argparse.Namespace) -> int:
     from orchard.cloud.artifacts import render_bootstrap, sha256_text, write_bootstrap
-    from orchard.models import get_spec
+    from orchard.pipeline.models import get_spec
 
-    model_sha = get_spec("mobilenet_v2").sha256
+    model_sha = get_spec(DEFAULT_MODEL).sha256
     if not args.output:
         text = render_bootstrap(model_sha)
         if args.json:
@@ -327,11 +333,11 @@ def bootstrap_command(args: argparse.Namespace) -> int:
 def cluster_create_command(args: argparse.Namespace) -> int:
     from orchard.cloud.emr import ClusterSpec, create_cluster, parse_duration
     from orchard.cloud.layout import DEFAULT_EC2_ROLE, DEFAULT_SERVICE_ROLE, SERVICE_ROLE, Layout
-    from orchard.models import get_spec
+    from orchard.pipeline.models import get_spec
 
     layout = Layout(args.bucket)
     aws = _aws(args)
-    model = get_spec("mobilenet_v2")
+    model = get_spec(DEFAULT_MODEL)
     spec = ClusterSpec(
         layout=layout, region=aws.region, release=args.release, instance_type=args.instance_type,
         primary_instance_type=args.primary_instance_type, core_count=args.core_count, spot=args.spot,
@@ -358,7 +364,7 @@ def cluster_create_command(args: argparse.Namespace) -> int:
 def submit_command(args: argparse.Namespace) -> int:
     from orchard.cloud.emr import step_request, submit, utc_stamp
     from orchard.cloud.layout import Layout
-    from orchard.models import get_spec
+    from orchard.pipeline.models import get_spec
 
     layout = Layout(args.bucket)
     aws = _aws(args)
@@ -370,7 +376,7 @@ def submit_command(args: argparse.Namespace) -> int:
     if args.overwrite:
         options.append("--overwrite")
     request = step_request(args.cluster_id, layout, args.input or layout.data_uri,
-                           args.output or layout.run_uri(utc_stamp()), get_spec("mobilenet_v2").file_name,
+                           args.output or layout.run_uri(utc_stamp()), get_spec(DEFAULT_MODEL).file_name,
                            options, args.deploy_mode, args.name)
     result = submit(aws, request)
     text = "\n".join([
@@ -444,7 +450,7 @@ def tunnel_command(args: argparse.Namespace) -> int:
 
 
 def cost_command(args: argparse.Namespace) -> int:
-    from orchard.pricing import estimate, format_estimate
+    from orchard.cloud.pricing import estimate, format_estimate
 
     result = estimate(args.instance_type, args.core_count, hours=args.hours, images=args.images,
                       ms_per_image=args.ms_per_image, primary_type=args.primary_instance_type,

@@ -17,8 +17,8 @@ def register(subparsers) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from orchard.classifier import evaluate_features
-    from orchard.session import create_session
+    from orchard.analysis.classifier import evaluate_features
+    from orchard.spark.session import create_session
 
     spark = create_session("orchard-evaluate", args.master)
     result = evaluate_features(spark, f"{args.run.rstrip('/')}/features", args.column)

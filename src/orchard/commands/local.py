@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def _cluster(args: argparse.Namespace):
-    from orchard.cluster import LocalCluster
+    from orchard.local.cluster import LocalCluster
 
     return LocalCluster(state_dir=args.state_dir)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchard.names import DEFAULT_MODEL
+
 HELP = "list the registered models, or fetch one's weights into the cache (checksum verified)"
 
 
@@ -11,7 +13,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("models", help=HELP, description=HELP)
     parser.add_argument("action", nargs="?", choices=("list", "fetch"), default="list",
                         help="list (default) or fetch")
-    parser.add_argument("--model", default="mobilenet_v2", help="model to fetch (default mobilenet_v2)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model to fetch (default {DEFAULT_MODEL})")
     parser.add_argument("--model-path", metavar="FILE", help="verify this file instead of searching")
     parser.set_defaults(func=models_command)
 
@@ -19,7 +21,7 @@ def register(subparsers) -> None:
 def models_command(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from orchard.models import REGISTRY, cache_dir, resolve_model
+    from orchard.pipeline.models import REGISTRY, cache_dir, resolve_model
 
     if args.action == "list":
         print(json.dumps({"cache": str(cache_dir()), "models": [asdict(s) for s in REGISTRY.values()]},

@@ -39,7 +39,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     conf = {}
     if args.profile:
-        from orchard.profiles import profile_spark_conf
+        from orchard.local.profiles import profile_spark_conf
 
         conf.update(profile_spark_conf(args.profile))
     conf.update(dict(args.conf or []))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from orchard.config import DEFAULT_MASTER, RunConfig, build_config, load_config_file
+from orchard.pipeline.config import DEFAULT_MASTER, RunConfig, build_config, load_config_file
 
 HELP = "featurize a folder of fruit images: load -> preprocess -> CNN features -> PCA -> Parquet"
 EPILOG = """\
@@ -71,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from orchard.pipeline import run_pipeline
+    from orchard.pipeline.run import run_pipeline
 
     config = config_from_args(args)
     record = run_pipeline(config)

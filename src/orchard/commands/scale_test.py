@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
 
 def scale_test_command(args: argparse.Namespace) -> int:
-    from orchard.scaling import (
+    from orchard.analysis.scaling import (
         MEASUREMENTS_CSV, REPORT_MD, ScaleTest, configurations, parse_counts, read_measurements,
     )
 

@@ -55,7 +55,7 @@ def _check_jobs(jobs: int) -> None:
 
 
 def push_command(args: argparse.Namespace) -> int:
-    from orchard.transfer import push
+    from orchard.storage.sync import push
 
     _check_jobs(args.jobs)
     _report(push(args.local_dir, args.uri, args.profile, args.jobs), args.json)
@@ -63,7 +63,7 @@ def push_command(args: argparse.Namespace) -> int:
 
 
 def pull_command(args: argparse.Namespace) -> int:
-    from orchard.transfer import pull
+    from orchard.storage.sync import pull
 
     _check_jobs(args.jobs)
     _report(pull(args.uri, args.local_dir, args.profile, args.jobs), args.json)

@@ -5,7 +5,7 @@ EC2 On-Demand price, an indicative Spot price and the Amazon EMR surcharge of a 
 types, in USD per instance-hour. Nothing here calls AWS: the prices are list prices copied into
 the table by hand, to be checked against the AWS pricing pages before budgeting.
 
-    >>> from orchard.pricing import hourly_cost, PRICE_TABLE_DATE
+    >>> from orchard.cloud.pricing import hourly_cost, PRICE_TABLE_DATE
     >>> hourly_cost("m5.xlarge", 4)          # 4 nodes, EC2 On-Demand + EMR, USD per hour
     1.088
 """

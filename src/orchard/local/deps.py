@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from orchard.errors import OrchardError
-from orchard.models import cache_root
+from orchard.paths import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Callable, Iterator, List, Optional
 import numpy as np
 import pandas as pd
 
-from orchard.models import ModelSpec, onnx_session
-from orchard.preprocessing import try_preprocess
+from orchard.pipeline.models import ModelSpec, onnx_session
+from orchard.pipeline.preprocess import try_preprocess
 
 FEATURES_SCHEMA = (
     "path string, label string, split string, features array<float>, "

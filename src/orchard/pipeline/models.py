@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from orchard.errors import OrchardError
-from orchard.paths import file_digest
+from orchard.names import DEFAULT_MODEL
+from orchard.paths import cache_root, file_digest
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "ORCHARD_MODEL_DIR"
-CACHE_DIR_ENV = "ORCHARD_CACHE_DIR"
 MIRROR_ENV = "ORCHARD_MODEL_MIRROR"  # a base URL serving <file name>, instead of the official URL
 ONNX_MAGIC_HINT = b"\x08"  # an ONNX ModelProto starts with field 1 (ir_version, varint)
 
@@ -47,8 +47,8 @@ class ModelSpec:
 
 
 REGISTRY: Dict[str, ModelSpec] = {
-    "mobilenet_v2": ModelSpec(
-        name="mobilenet_v2",
+    DEFAULT_MODEL: ModelSpec(
+        name=DEFAULT_MODEL,
         file_name="mobilenet_v2_1.0_224.onnx",
         sha256="8fa2195a28ab2e7f2b799de75a5f04451f7033ecbbce15b4d1dc9e45a2d3a703",
         url="https://github.com/fruits-orchard/orchard/releases/download/models-v1/mobilenet_v2_1.0_224.onnx",
@@ -73,11 +73,6 @@ def get_spec(name: str) -> ModelSpec:
         raise OrchardError(
             f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}"
         ) from None
-
-
-def cache_root() -> Path:
-    """orchard's cache folder: $ORCHARD_CACHE_DIR, default ~/.cache/orchard."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "orchard")
 
 
 def cache_dir() -> Path:

@@ -167,8 +167,8 @@ class S3Store:
 
 def s3_client_for(profile: Optional[str]):
     if profile == "local":
-        from orchard.cluster import LocalCluster
-        from orchard.localstore import s3_client
+        from orchard.local.cluster import LocalCluster
+        from orchard.local.store import s3_client
 
         status = LocalCluster().status()
         if not status["running"] or not status.get("s3_endpoint"):
@@ -265,7 +265,7 @@ def hdfs_client_conf(default_fs: Optional[str]) -> Dict[str, str]:
 
 def _hadoop_gateway():
     """A py4j gateway to a JVM with pyspark's jars (its Hadoop client), quiet, on 127.0.0.1."""
-    from orchard.session import LOG4J_CONFIG, check_java
+    from orchard.spark.session import LOG4J_CONFIG, check_java
 
     check_java()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -279,7 +279,7 @@ def _hadoop_gateway():
 
 def default_fs_for(profile: Optional[str]) -> Optional[str]:
     if profile == "local":
-        from orchard.cluster import LocalCluster
+        from orchard.local.cluster import LocalCluster
 
         status = LocalCluster().status()
         if not status["running"] or not status.get("hdfs_url"):

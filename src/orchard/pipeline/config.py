@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from orchard.errors import OrchardError
+from orchard.names import DEFAULT_MODEL
 
 DEFAULT_MASTER = "local[*]"  # used unless spark-submit (or a profile) gives the master
 
@@ -23,7 +24,7 @@ class RunConfig:
 
     input: str = ""
     output: str = ""
-    model: str = "mobilenet_v2"
+    model: str = DEFAULT_MODEL
     model_path: Optional[str] = None
     pca_variance: float = 0.95
     pca_k: Optional[int] = None

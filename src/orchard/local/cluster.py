@@ -4,13 +4,13 @@
 
 - a Spark standalone master and N workers, from the installed pyspark
   (`bin/spark-class org.apache.spark.deploy.master.Master` / `...deploy.worker.Worker`);
-- SeaweedFS (`weed server` with master, volume, filer and S3 gateway; see orchard.localstore);
-- with `hdfs=True`, an HDFS NameNode and DataNode (see orchard.hdfs).
+- SeaweedFS (`weed server` with master, volume, filer and S3 gateway; see orchard.local.store);
+- with `hdfs=True`, an HDFS NameNode and DataNode (see orchard.local.hdfs).
 
 Every process is recorded (pid, start time, log file) in `<state_dir>/state.json`; logs go to
 `<state_dir>/logs/`. `down()` stops exactly those processes, by pid, and waits until they are
 gone. A state file whose processes died (a crash, a reboot) is stale: `up` cleans it and starts
-afresh, and `status` says so. What `up` needs from PyPI is downloaded once (orchard.localdeps).
+afresh, and `status` says so. What `up` needs from PyPI is downloaded once (orchard.local.deps).
 
 The state directory is `$ORCHARD_STATE_DIR`, default `~/.local/state/orchard/local`.
 """
@@ -32,8 +32,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from orchard import hdfs, localdeps, localstore
 from orchard.errors import OrchardError
+from orchard.local import deps as localdeps, hdfs, store as localstore
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class LocalCluster:
             raise OrchardError("--workers and --cores must be at least 1")
         if not MEMORY_PATTERN.match(memory):
             raise OrchardError(f"--memory must look like 512m or 2g, got {memory!r}")
-        from orchard.session import check_java, java_executable
+        from orchard.spark.session import check_java, java_executable
 
         check_java()
         started = time.perf_counter()

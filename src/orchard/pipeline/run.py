@@ -12,20 +12,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from orchard import __version__
-from orchard.config import DEFAULT_MASTER, RunConfig
+from orchard import __version__, names
 from orchard.errors import OrchardError
-from orchard.featurizing import FEATURES_SCHEMA, arrow_batch_rows, partition_featurizer
-from orchard.models import cache_root, resolve_model
-from orchard.reading import (
-    choose_partitions, file_size, list_input, planned_cores, read_images, with_label_and_split,
+from orchard.names import STAGE_PROPERTY
+from orchard.pipeline.config import DEFAULT_MASTER, RunConfig
+from orchard.pipeline.featurize import FEATURES_SCHEMA, arrow_batch_rows, partition_featurizer
+from orchard.pipeline.load import (
+    choose_partitions,
+    file_size,
+    list_input,
+    planned_cores,
+    read_images,
+    with_label_and_split,
 )
-from orchard.reducing import PcaResult, fit_pca, project, with_vectors
-from orchard.session import create_session, executor_task_counts, stop_session, task_cpus
-from orchard.writing import (
-    ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, SCREE_PLOT, Output,
-    check_local_input, check_local_output, parquet_options, scree_plot_png,
+from orchard.pipeline.models import resolve_model
+from orchard.pipeline.reduce import PcaResult, fit_pca, project, with_vectors
+from orchard.pipeline.write import (
+    ERRORS_DIR,
+    FEATURES_DIR,
+    PCA_MODEL_DIR,
+    RUN_RECORD,
+    SCREE_PLOT,
+    Output,
+    check_local_input,
+    check_local_output,
+    parquet_options,
+    scree_plot_png,
 )
+from orchard.spark.eventlog import event_log_conf, event_log_of
+from orchard.spark.session import create_session, executor_task_counts, stop_session, task_cpus
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +65,14 @@ class StageTimer:
         started = time.perf_counter()
         self.started_at[name] = round(time.time(), 3)
         if self.spark_context is not None:
-            self.spark_context.setLocalProperty("orchard.stage", name)
+            self.spark_context.setLocalProperty(STAGE_PROPERTY, name)
         log.info("stage %s ...", name)
         try:
             yield
         finally:
             self.seconds[name] = round(time.perf_counter() - started, 3)
             if self.spark_context is not None:
-                self.spark_context.setLocalProperty("orchard.stage", None)
+                self.spark_context.setLocalProperty(STAGE_PROPERTY, None)
             log.info("stage %s done in %.1f s", name, self.seconds[name])
 
 
@@ -65,40 +80,11 @@ def spark_conf_for(config: RunConfig) -> Dict[str, str]:
     """Spark settings of this run: the profile's (cluster, storage), then the user's own."""
     conf: Dict[str, str] = {}
     if config.profile:
-        from orchard.profiles import profile_spark_conf
+        from orchard.local.profiles import profile_spark_conf
 
         conf.update(profile_spark_conf(config.profile))
     conf.update(config.spark_conf)
     return conf
-
-
-def event_log_conf(event_log_dir: Optional[str], on_this_machine: bool) -> Dict[str, str]:
-    """Spark event logging, on for every run: the given folder, else the cluster's own
-    (spark-defaults.conf, e.g. EMR's hdfs:///var/log/spark/apps), else a local default."""
-    if not event_log_dir and not on_this_machine and _spark_defaults().get("spark.eventLog.dir"):
-        return {"spark.eventLog.enabled": "true"}
-    if not event_log_dir:
-        folder = cache_root() / "spark-events"
-        folder.mkdir(parents=True, exist_ok=True)
-        event_log_dir = folder.as_uri()
-    elif "://" not in event_log_dir and not event_log_dir.startswith("file:"):
-        Path(event_log_dir).mkdir(parents=True, exist_ok=True)
-        event_log_dir = Path(event_log_dir).resolve().as_uri()
-    return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir}
-
-
-def _spark_defaults() -> Dict[str, str]:
-    """Settings in the Spark installation's spark-defaults.conf ($SPARK_CONF_DIR or $SPARK_HOME/conf)."""
-    folder = os.environ.get("SPARK_CONF_DIR") or (
-        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None)
-    defaults: Dict[str, str] = {}
-    path = Path(folder or "/nonexistent") / "spark-defaults.conf"
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            parts = line.strip().split(None, 1)
-            if len(parts) == 2 and not parts[0].startswith("#"):
-                defaults[parts[0]] = parts[1].strip()
-    return defaults
 
 
 def launched_by_spark_submit() -> bool:
@@ -140,10 +126,10 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
     timer = StageTimer()
     check_local_input(config.input)
     check_local_output(config.output, config.overwrite)
-    with timer.stage("model"):
+    with timer.stage(names.STAGE_MODEL):
         spec, model_path, model_sha = resolve_model(config.model, config.model_path)
     _in_background(_import_later_libraries)  # while the JVM starts, which leaves a core idle
-    with timer.stage("spark_start"):
+    with timer.stage(names.STAGE_SPARK_START):
         spark = spark or start_spark(config)
     timer.spark_context = spark.sparkContext
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_rows(config.batch_size)))
@@ -151,7 +137,7 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
     from pyspark.sql import functions as F
 
     cores = planned_cores(spark)
-    with timer.stage("list"):
+    with timer.stage(names.STAGE_LIST):
         listing = list_input(spark, config.input)
         partitions = config.partitions or choose_partitions(len(listing.images), cores)
         images = read_images(spark, listing, partitions)
@@ -160,7 +146,7 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
     spark.sparkContext.addFile(str(model_path))
     featurizer = partition_featurizer(model_path.name, spec, config.batch_size, task_cpus(spark))
     featurized = images.mapInPandas(featurizer, FEATURES_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
-    with timer.stage("featurize"):
+    with timer.stage(names.STAGE_FEATURIZE):
         log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
         stats = featurized.agg(
             F.count("*").alias("rows"),
@@ -169,12 +155,12 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
             F.sum("infer_ms").alias("infer_ms"),
         ).first()
 
-    with timer.stage("reconcile"):
+    with timer.stage(names.STAGE_RECONCILE):
         errors = _error_rows(spark, featurized, listing, int(stats["rows"]))
     ok = featurized.where(F.col("error").isNull()).drop("error")
     n_featurized = int(stats["featurized"])
     pca: Optional[PcaResult] = None
-    with timer.stage("pca_fit"):
+    with timer.stage(names.STAGE_PCA_FIT):
         if n_featurized >= 2:
             pca = fit_pca(with_vectors(ok).select("_features_vector"), spec.feature_dim,
                           config.pca_variance, config.pca_k)
@@ -183,17 +169,17 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
     # the scree plot (~1 s of matplotlib) is drawn while Spark writes the tables
     scree = _in_background(scree_plot_png, pca.explained_variance, pca.k, config.pca_variance,
                            f"PCA of {spec.name} features ({n_featurized} images)") if pca else None
-    with timer.stage("write_features"):
+    with timer.stage(names.STAGE_WRITE_FEATURES):
         table = project(ok, pca.model) if pca else ok.withColumn("pca", F.lit(None).cast("array<float>"))
         table = table.withColumn("model", F.lit(spec.name))
         columns = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms")
         # one wave of tasks, one file per core: fewer, larger files, and faster than two waves here
         table = table.select(*columns)
         table.coalesce(cores).write.options(**parquet_options(table)).parquet(output.child(FEATURES_DIR))
-    with timer.stage("write_errors"):
+    with timer.stage(names.STAGE_WRITE_ERRORS):
         errors.write.parquet(output.child(ERRORS_DIR))
         n_errors = errors.count()
-    with timer.stage("write_model"):
+    with timer.stage(names.STAGE_WRITE_MODEL):
         if pca:
             pca.model.write().overwrite().save(output.child(PCA_MODEL_DIR))
             output.write_bytes(SCREE_PLOT, scree.result())
@@ -292,8 +278,6 @@ def _pca_record(pca: Optional[PcaResult], config: RunConfig) -> Dict[str, Any]:
 
 
 def _spark_record(spark) -> Dict[str, Any]:
-    from orchard.analysis.eventlog import event_log_of
-
     context = spark.sparkContext
     return {
         "event_log": event_log_of(spark),

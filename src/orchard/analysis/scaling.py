@@ -428,9 +428,9 @@ class Projection:
 
 
 def pricing_module():
-    """orchard.pricing when it is installed (the AWS price table), else None."""
+    """orchard.cloud.pricing when it is installed (the AWS price table), else None."""
     try:
-        from orchard import pricing
+        from orchard.cloud import pricing
     except ImportError:
         return None
     return pricing if hasattr(pricing, "hourly_cost") else None
@@ -456,7 +456,7 @@ def project(model: Fit, nodes: Sequence[int], images: Sequence[int], instance_ty
     if not vcpus_per_node:
         raise OrchardError(f"vCPUs of {instance_type} unknown: pass --vcpus-per-node")
     if pricing is None:
-        notes.append("no price table (orchard.pricing is not installed): projections have no cost")
+        notes.append("no price table (orchard.cloud.pricing is not installed): projections have no cost")
     startup_hours = getattr(pricing, "DEFAULT_STARTUP_HOURS", None) if pricing else None
     rows: List[Projection] = []
     for n in images:
@@ -717,9 +717,9 @@ class ScaleTest:
 
     def _start_cluster(self):
         try:
-            from orchard.cluster import LocalCluster
+            from orchard.local.cluster import LocalCluster
         except ImportError:
-            raise OrchardError("orchard's local cluster (orchard.cluster) is not available: "
+            raise OrchardError("orchard's local cluster (orchard.local.cluster) is not available: "
                                "pass --master spark://HOST:PORT of a running master, or --master local") from None
         workers = max(c.executors for c in self.configs)
         cores = max(c.cores for c in self.configs)

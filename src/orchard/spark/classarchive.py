@@ -65,7 +65,7 @@ def class_archive(name: str, java: str, java_major: int, conf: Dict[str, str]) -
     """
     if os.environ.get(SWITCH_ENV, "1").strip().lower() in ("0", "false", "no", "off") or java_major < MIN_JAVA:
         return None
-    from orchard.models import cache_root
+    from orchard.paths import cache_root
 
     folder = cache_root() / "jvm"
     if any(c.isspace() for c in str(folder)):

@@ -1,6 +1,6 @@
 """A real one-node HDFS for the local cluster: a NameNode and a DataNode on 127.0.0.1.
 
-The server classes are Hadoop 2.7.3's (see orchard.localdeps). On Java 17 they need the
+The server classes are Hadoop 2.7.3's (see orchard.local.deps). On Java 17 they need the
 `webapps/<name>/WEB-INF/web.xml` resources their HTTP servers look up (empty ones do: the
 NameNode web UI pages are not in these jars, its /jmx and /conf endpoints work) and WebHDFS off.
 Replication is 1 (one DataNode). Data lives in the state directory and survives `down`/`up`.

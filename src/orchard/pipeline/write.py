@@ -11,12 +11,17 @@ import logging
 from typing import Any, Dict, List
 
 from orchard.errors import OrchardError
+from orchard.names import (  # noqa: F401 (re-exported)
+    ERRORS_DIR,
+    FEATURES_DIR,
+    PCA_MODEL_DIR,
+    RUN_RECORD,
+    SCREE_PLOT,
+)
 from orchard.paths import is_local_uri, local_path
 
 log = logging.getLogger(__name__)
 
-FEATURES_DIR, ERRORS_DIR, PCA_MODEL_DIR = "features", "errors", "pca_model"
-RUN_RECORD, SCREE_PLOT = "run.json", "pca_scree.png"
 
 
 def check_local_input(uri: str) -> None:

@@ -22,7 +22,7 @@ def profile_spark_conf(name: str) -> Dict[str, str]:
 
 def local_cluster_conf() -> Dict[str, str]:
     """`--profile local`: the cluster of `orchard local up` (state dir $ORCHARD_STATE_DIR)."""
-    from orchard.cluster import LocalCluster
+    from orchard.local.cluster import LocalCluster
 
     return LocalCluster().spark_conf()
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 from orchard.errors import OrchardError
 from orchard.paths import is_local_uri
-from orchard.preprocessing import IMAGE_EXTENSIONS, is_image_name
+from orchard.pipeline.preprocess import IMAGE_EXTENSIONS, is_image_name
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def planned_cores(spark) -> int:
     (`spark.cores.max`; `spark.executor.instances` x `spark.executor.cores`) when that is more,
     since executors may still be starting when the partitions are chosen (and a standalone
     master's defaultParallelism is never below 2)."""
-    from orchard.session import task_cpus, total_cores
+    from orchard.spark.session import task_cpus, total_cores
 
     conf = spark.sparkContext.getConf()
 

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from orchard.classarchive import ClassArchive, class_archive
+from orchard.spark.classarchive import ClassArchive, class_archive
 from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def create_session(
     """Start (or reuse) the SparkSession; `extra_conf` wins over orchard's defaults.
 
     With `class_archive_name`, a JVM this call launches uses (or records) the Java class
-    archive of that name (see orchard.classarchive); stop it with `stop_session`.
+    archive of that name (see orchard.spark.classarchive); stop it with `stop_session`.
     """
     global _CLASS_ARCHIVE
     java_major = check_java()
