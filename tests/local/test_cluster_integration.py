@@ -22,7 +22,7 @@ from orchard.local.cluster import LocalCluster, group_members, process_start_tim
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
 
 

@@ -592,7 +592,7 @@ def test_long_bucket_names_give_valid_role_names():
 
 
 # -- the documentation shows what the commands print ---------------------------------------
-DOC = Path(__file__).resolve().parents[1] / "docs" / "aws.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
 
 
 def documented_outputs():

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from test_preprocessing import png_header_claiming
+from tests.pipeline.test_preprocess import png_header_claiming
 
 pytestmark = pytest.mark.slow
 

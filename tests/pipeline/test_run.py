@@ -115,7 +115,7 @@ def test_fixed_k_and_no_output_clobbering(spark, sample_dir, model_file, tmp_pat
 
 def test_original_size_images(spark, model_file, tmp_path):
     """Fruits-360 'original size' photos (130-875 px wide): featurized, original sizes recorded."""
-    from conftest import DATA
+    from tests.conftest import DATA
 
     output = tmp_path / "original"
     config = RunConfig(input=str(DATA / "fruits-360-original-sample"), output=str(output),
