@@ -14,6 +14,12 @@ from orchard.pipeline.reduce import choose_k
 
 pytestmark = pytest.mark.slow
 
+RUN_JSON_KEYS = [  # run.json's keys, in order, as they were before the RunRecord
+    "orchard_version", "started_at", "input", "output", "counts", "ignored_files", "model", "pca",
+    "partitions", "cores", "seconds", "stage_started_at", "udf_seconds", "master", "executors",
+    "spark", "versions", "config",
+]
+
 
 @pytest.fixture(scope="module")
 def sample_run(spark, tmp_path_factory, sample_dir, model_file):
@@ -25,10 +31,11 @@ def sample_run(spark, tmp_path_factory, sample_dir, model_file):
 
 def test_counts_reconcile_and_match_the_dataset(sample_run):
     output, record = sample_run
-    counts = record["counts"]
+    counts = record.to_dict()["counts"]
     assert counts == {"found": 1920, "images": 1920, "featurized": 1920, "errors": 0, "ignored": 0}
     on_disk = json.loads((output / "run.json").read_text())
-    assert on_disk["counts"] == counts
+    assert on_disk == json.loads(json.dumps(record.to_dict()))  # run.json is the record, key for key
+    assert list(on_disk) == RUN_JSON_KEYS
     assert on_disk["model"]["sha256"] == get_spec("mobilenet_v2").sha256
     assert set(on_disk["seconds"]) >= {"spark_start", "list", "featurize", "pca_fit", "write_features"}
     assert on_disk["config"]["input"].endswith("fruits-360-sample")
@@ -63,7 +70,7 @@ def test_features_equal_a_direct_onnx_runtime_run(sample_run, sample_dir, model_
 
 def test_pca_k_is_the_smallest_reaching_the_target(sample_run):
     output, record = sample_run
-    pca = record["pca"]
+    pca = record.pca
     ratios = pca["explained_variance_ratios"]
     assert pca["k"] == choose_k(ratios, 0.95)
     assert sum(ratios[: pca["k"]]) >= 0.95 > sum(ratios[: pca["k"] - 1])
@@ -106,11 +113,11 @@ def test_fixed_k_and_no_output_clobbering(spark, sample_dir, model_file, tmp_pat
     output = tmp_path / "out"
     config = RunConfig(input=str(tmp_path / "subset"), output=str(output), model_path=str(model_file), pca_k=3)
     record = run_pipeline(config, spark=spark)
-    assert record["pca"]["k"] == 3 and record["counts"]["featurized"] == 12
+    assert record.pca_k == 3 and record.counts.featurized == 12
     with pytest.raises(OrchardError, match="already exists; pass --overwrite"):
         run_pipeline(config, spark=spark)
     config.overwrite = True
-    assert run_pipeline(config, spark=spark)["counts"]["featurized"] == 12
+    assert run_pipeline(config, spark=spark).counts.featurized == 12
 
 
 def test_original_size_images(spark, model_file, tmp_path):
@@ -121,7 +128,7 @@ def test_original_size_images(spark, model_file, tmp_path):
     config = RunConfig(input=str(DATA / "fruits-360-original-sample"), output=str(output),
                        model_path=str(model_file), pca_k=5)
     record = run_pipeline(config, spark=spark)
-    assert record["counts"]["featurized"] == 100 and record["counts"]["errors"] == 0
+    assert record.counts.featurized == 100 and record.counts.errors == 0
     frame = pq.read_table(output / "features", columns=["label", "split", "width", "height"]).to_pandas()
     assert frame["label"].nunique() == 10 and set(frame["split"]) == {"Training"}
     assert frame["width"].nunique() > 50 and frame["width"].max() > 448
