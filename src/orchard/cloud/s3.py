@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, Callable, Dict, List, Optional
 
 from orchard.cloud.api import Aws, Request
@@ -10,8 +9,6 @@ from orchard.cloud.layout import LOGS_PREFIX, PROJECT_TAG
 from orchard.errors import OrchardError
 from orchard.storage.fs import MD5_METADATA, FileInfo, upload_extra_args
 from orchard.storage.sync import LocalFile
-
-log = logging.getLogger(__name__)
 
 DEFAULT_LOG_RETENTION_DAYS = 30
 
