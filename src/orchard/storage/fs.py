@@ -205,15 +205,14 @@ class LocalFiles:
     def list(self, uri: str) -> List[FileInfo]:
         root = local_path(uri)
         found = []
-        for folder, dirs, names in os.walk(root):
-            dirs.sort()
-            for name in sorted(names):
+        for folder, _, names in os.walk(root):
+            for name in names:
                 path = Path(folder) / name
                 if path.is_file():
                     stat = path.stat()
                     found.append(FileInfo(path.relative_to(root).as_posix(), stat.st_size,
                                           mtime_ms=int(stat.st_mtime * 1000)))
-        return found
+        return sorted(found, key=lambda info: info.name)
 
     def list_names(self, uri: str) -> List[str]:
         return sorted(p.name for p in local_path(uri).iterdir())
@@ -258,6 +257,7 @@ class LocalFiles:
         local_path(uri).mkdir(parents=True, exist_ok=True)
 
     def put_file(self, local: Path, uri: str, md5: Optional[str] = None, progress: Progress = None) -> None:
+        local_path(uri).parent.mkdir(parents=True, exist_ok=True)
         self.get_file(str(local), local_path(uri))
         if progress:
             progress(local.stat().st_size)
@@ -517,7 +517,8 @@ class HadoopFiles:
         target, fs = self._fs(uri)
         atomic_rename = str(fs.getScheme()).lower() not in self.OBJECT_STORES
         Path_ = self.jvm.org.apache.hadoop.fs.Path
-        written = Path_(target.getParent(), _temporary_name(str(target.getName()))) if atomic_rename else target
+        written = Path_(target.getParent(), Path_(None, None, _temporary_name(str(target.getName())))) \
+            if atomic_rename else target
         stream = fs.create(written, True)
         try:
             stream.write(bytearray(data))
