@@ -270,7 +270,7 @@ def push_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise OrchardError(f"--workers must be >= 1, got {args.workers}")
     jobs = 1 if aws.dry_run else args.workers  # a dry run records its requests in order
-    progress = not args.no_progress and not args.json
+    progress = not (args.no_progress or args.json or aws.dry_run)
     result: Dict[str, Any] = {"bucket": layout.bucket}
     spec, model_path, model_sha = resolve_model(DEFAULT_MODEL, args.model_path)
     with tempfile.TemporaryDirectory(prefix="orchard-push-") as tmp:
