@@ -159,18 +159,17 @@ def upload(files: List[LocalFile], target, jobs: int = DEFAULT_JOBS, progress: b
     return _summary(len(files), [f.size for f in todo], hidden)
 
 
-def push(local_dir: str, target, jobs: int = DEFAULT_JOBS, progress: bool = True,
+def push(local_dir: str, target: StorageTarget, jobs: int = DEFAULT_JOBS, progress: bool = True,
          label: Optional[str] = None) -> Dict[str, Any]:
-    """Copy every visible file below `local_dir` to `target` (a StorageTarget, or any object
-    with its upload methods), skipping identical files already there.
+    """Copy every visible file below `local_dir` to `target` (its folder or bucket created when
+    missing), skipping identical files already there.
 
     Returns {source, target, files, copied, skipped, hidden, bytes, seconds}.
     """
     started = time.perf_counter()
     files, hidden = local_files(Path(local_dir).expanduser())
     with storage_errors(target.uri):
-        if hasattr(target, "prepare"):
-            target.prepare()
+        target.prepare()
         counts = upload(files, target, jobs, progress, label or f"push {target.uri}", hidden)
     return {"source": local_dir, "target": target.uri, **counts,
             "seconds": round(time.perf_counter() - started, 2)}
