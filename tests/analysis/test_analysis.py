@@ -19,14 +19,15 @@ from typing import Any, Dict, List
 
 import pytest
 
-from orchard.analysis import eventlog
 from orchard.analysis.eventlog import (
-    LogLocation, Storage, expected_log_path, find_in_dir, load_event_log, locate, parse_events,
+    LogLocation, expected_log_path, find_in_dir, load_event_log, locate, parse_events,
     read_events, resolve_run, sanitize_app_name,
 )
 from orchard.analysis.metrics import analyse, assign_slots, gaps_between
 from orchard.analysis.report import load, summary_text, write_report
 from orchard.errors import OrchardError
+from orchard.spark import gateway
+from orchard.storage.fs import Storage
 
 JOB = r'''
 import json, os, sys, time, urllib.request
@@ -484,5 +485,5 @@ def test_report_command_prints_the_summary(tmp_path, capsys):
 def test_jvm_is_only_started_when_needed(monkeypatch, tmp_path):
     """Plain logs are read in Python: no JVM (gateway) for them."""
     _write_lines(tmp_path / "local-1", _events())
-    monkeypatch.setattr(eventlog, "jvm", lambda: (_ for _ in ()).throw(AssertionError("JVM started")))
+    monkeypatch.setattr(gateway, "jvm", lambda: (_ for _ in ()).throw(AssertionError("JVM started")))
     assert load_event_log(str(tmp_path / "local-1")).app_id == "local-1"

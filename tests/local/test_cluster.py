@@ -22,7 +22,6 @@ from orchard.cli import main
 from orchard.errors import OrchardError
 from orchard.local import cluster, deps as localdeps, hdfs, store as localstore
 from orchard.local.cluster import LocalCluster, choose_ports, process_start_time, profile_conf
-from orchard.storage import sync as transfer
 
 
 # -- ports ------------------------------------------------------------------------------------
@@ -348,91 +347,6 @@ def test_missing_members_are_reported(tmp_path):
         localdeps._extract_members(archive, "deps/jars", ["a.jar", "b.jar"], tmp_path / "out")
 
 
-# -- push and pull ------------------------------------------------------------------------------
-def test_parse_uri():
-    assert transfer.parse_uri("s3://bucket/a/b/") == transfer.Location("s3", "bucket", "a/b")
-    assert transfer.parse_uri("s3a://bucket") == transfer.Location("s3", "bucket", "")
-    assert transfer.parse_uri("hdfs:///data/x") == transfer.Location("hdfs", "", "/data/x")
-    assert transfer.parse_uri("hdfs://nn:9000/x").uri == "hdfs://nn:9000/x"
-    for bad in ("/local/path", "gs://bucket/x", "s3:///nobucket"):
-        with pytest.raises(OrchardError):
-            transfer.parse_uri(bad)
-
-
-def test_s3_etag_matches_single_and_multipart_uploads(tmp_path):
-    import hashlib
-
-    file = tmp_path / "f"
-    file.write_bytes(b"a" * 10 + b"b" * 10 + b"c" * 5)
-    assert transfer.s3_etag(file) == hashlib.md5(file.read_bytes()).hexdigest()
-    parts = [hashlib.md5(b"a" * 10).digest(), hashlib.md5(b"b" * 10).digest(), hashlib.md5(b"c" * 5).digest()]
-    assert transfer.s3_etag(file, part_size=10) == hashlib.md5(b"".join(parts)).hexdigest() + "-3"
-
-
-@pytest.fixture
-def fake_s3(monkeypatch):
-    moto = pytest.importorskip("moto")
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    with moto.mock_aws():
-        import boto3
-
-        yield boto3.client("s3")
-
-
-def _dataset(root: Path) -> Path:
-    for split in ("Training", "Test"):
-        for label in ("Apple Braeburn", "Kiwi"):
-            folder = root / split / label
-            folder.mkdir(parents=True)
-            for i in range(3):
-                (folder / f"{i}_100.jpg").write_bytes(f"{split}/{label}/{i}".encode() * 50)
-    return root
-
-
-def test_push_creates_the_bucket_copies_and_then_skips_identical_files(tmp_path, fake_s3):
-    data = _dataset(tmp_path / "data")
-    first = transfer.push(str(data), "s3://fruits/sample", jobs=4)
-    assert (first["files"], first["copied"], first["skipped"]) == (12, 12, 0)
-    keys = {o["Key"] for o in fake_s3.list_objects_v2(Bucket="fruits")["Contents"]}
-    assert "sample/Training/Apple Braeburn/0_100.jpg" in keys and len(keys) == 12
-    again = transfer.push(str(data), "s3://fruits/sample")
-    assert (again["copied"], again["skipped"]) == (0, 12)
-    (data / "Test" / "Kiwi" / "1_100.jpg").write_bytes(b"changed")
-    changed = transfer.push(str(data), "s3://fruits/sample")
-    assert (changed["copied"], changed["skipped"]) == (1, 11)
-
-
-def test_pull_round_trips_and_skips_identical_files(tmp_path, fake_s3):
-    data = _dataset(tmp_path / "data")
-    transfer.push(str(data), "s3://fruits/sample")
-    out = tmp_path / "out"
-    first = transfer.pull("s3://fruits/sample", str(out))
-    assert first["copied"] == 12
-    for path in data.rglob("*.jpg"):
-        assert (out / path.relative_to(data)).read_bytes() == path.read_bytes()
-    assert transfer.pull("s3://fruits/sample", str(out))["skipped"] == 12
-    assert not list(out.rglob("*.orchard-part"))
-    with pytest.raises(OrchardError, match="nothing to pull"):
-        transfer.pull("s3://fruits/absent", str(tmp_path / "none"))
-
-
-def test_push_and_pull_need_the_box_for_the_local_profile(tmp_path, monkeypatch):
-    monkeypatch.setenv("ORCHARD_STATE_DIR", str(tmp_path / "none"))
-    data = _dataset(tmp_path / "data")
-    with pytest.raises(OrchardError, match="orchard local up"):
-        transfer.push(str(data), "s3://fruits/x", profile="local")
-    with pytest.raises(OrchardError, match="orchard local up --hdfs"):
-        transfer.pull("hdfs:///x", str(tmp_path / "out"), profile="local")
-    with pytest.raises(OrchardError, match="profile `local` only"):
-        transfer.push(str(data), "s3://fruits/x", profile="emr")
-
-
 # -- the commands ---------------------------------------------------------------------------------
 def test_local_status_command_when_nothing_runs(tmp_path, capsys):
     assert main(["local", "status", "--state-dir", str(tmp_path / "box")]) == 0
@@ -455,12 +369,6 @@ def test_local_status_command_shows_urls_keys_and_pids(tmp_path, sleepers, capsy
         assert text in out
 
 
-def test_push_command_reports_a_user_error(tmp_path, capsys):
-    assert main(["push", str(tmp_path / "absent"), "s3://b/p"]) == 2
-    assert "is not a folder" in capsys.readouterr().err
-    assert main(["push", str(tmp_path), "gs://b/p", "--jobs", "0"]) == 2
-
-
 def test_weeds_leftover_grpc_sockets_are_removed(tmp_path):
     port = cluster.free_port(set())
     path = Path(f"/tmp/seaweedfs-s3-grpc-{port}.sock")
@@ -475,17 +383,3 @@ def test_weeds_leftover_grpc_sockets_are_removed(tmp_path):
         if path.exists():
             path.unlink()
     assert localstore.weed_env(tmp_path)["TMPDIR"] == str(tmp_path / "tmp")
-
-
-def test_storage_errors_become_one_line_user_errors(tmp_path, fake_s3):
-    from botocore.exceptions import ClientError
-
-    def denied(**kwargs):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "HeadBucket")
-
-    with pytest.raises(OrchardError, match=r"s3://x/y: .*Access Denied"):
-        with transfer.storage_errors("s3://x/y"):
-            denied()
-    with pytest.raises(ValueError):
-        with transfer.storage_errors("s3://x/y"):
-            raise ValueError("not a storage error")

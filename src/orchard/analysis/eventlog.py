@@ -14,19 +14,16 @@ is a dependency anyway), which is the fallback.
 """
 from __future__ import annotations
 
-import atexit
 import io
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
-from urllib.parse import unquote, urlparse
 
 from orchard.errors import OrchardError
 from orchard.names import STAGE_PROPERTY
+from orchard.spark import gateway
 from orchard.spark.eventlog import (
     CODEC_CLASSES,
     ROLLING_PART_PREFIX,
@@ -36,182 +33,12 @@ from orchard.spark.eventlog import (
     expected_log_path,
     sanitize_app_name,
 )
+from orchard.storage.fs import Storage, join
 
 log = logging.getLogger(__name__)
 
 IN_PROGRESS = ".inprogress"
 CODECS = ("zstd", "lz4", "lzf", "snappy")
-
-
-
-# --------------------------------------------------------------------------- storage
-
-
-def is_local(uri: str) -> bool:
-    scheme = urlparse(uri).scheme
-    return scheme in ("", "file") or len(scheme) == 1
-
-
-def local_path(uri: str) -> Path:
-    return Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
-
-
-def join_uri(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/{name}"
-
-
-_GATEWAY = None
-
-
-def jvm():
-    """A JVM with Spark's and Hadoop's classes: the running SparkContext's, else a gateway
-    started once for this process (and shut down at exit)."""
-    global _GATEWAY
-    from pyspark import SparkContext
-
-    active = SparkContext._active_spark_context
-    if active is not None:
-        return active._jvm
-    if _GATEWAY is None:
-        from orchard.spark.session import LOG4J_CONFIG, check_java, prepare_environment
-
-        check_java()
-        prepare_environment(True)
-        from pyspark import SparkConf
-        from pyspark.java_gateway import launch_gateway
-
-        conf = SparkConf().set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")
-        _GATEWAY = launch_gateway(conf)
-        atexit.register(_close_gateway)
-    return _GATEWAY.jvm
-
-
-def _close_gateway() -> None:
-    global _GATEWAY
-    if _GATEWAY is not None:
-        process = getattr(_GATEWAY, "proc", None)
-        try:
-            _GATEWAY.shutdown()
-        finally:
-            if process is not None and process.poll() is None:
-                process.terminate()
-            _GATEWAY = None
-
-
-class Storage:
-    """List and read files on a local disk, S3 (boto3) or any Hadoop filesystem (JVM)."""
-
-    def __init__(self, hadoop_conf: Optional[Dict[str, str]] = None):
-        # spark.hadoop.* settings (e.g. from a profile): S3 endpoint and keys, HDFS name node
-        self.hadoop_conf = {
-            key[len("spark.hadoop."):] if key.startswith("spark.hadoop.") else key: value
-            for key, value in (hadoop_conf or {}).items()
-        }
-        self._s3 = None
-
-    # -- S3 through boto3 (s3://, s3a://, s3n://): no Hadoop S3 connector needed
-    @staticmethod
-    def _is_s3(uri: str) -> bool:
-        return urlparse(uri).scheme in ("s3", "s3a", "s3n")
-
-    def _s3_client(self):
-        if self._s3 is None:
-            import boto3
-
-            endpoint = self.hadoop_conf.get("fs.s3a.endpoint") or os.environ.get("AWS_ENDPOINT_URL")
-            if endpoint and "://" not in endpoint:
-                secure = self.hadoop_conf.get("fs.s3a.connection.ssl.enabled", "true") == "true"
-                endpoint = ("https://" if secure else "http://") + endpoint
-            kwargs: Dict[str, Any] = {}
-            if endpoint:
-                kwargs["endpoint_url"] = endpoint
-            if self.hadoop_conf.get("fs.s3a.access.key"):
-                kwargs["aws_access_key_id"] = self.hadoop_conf["fs.s3a.access.key"]
-                kwargs["aws_secret_access_key"] = self.hadoop_conf.get("fs.s3a.secret.key")
-            if self.hadoop_conf.get("fs.s3a.endpoint.region"):
-                kwargs["region_name"] = self.hadoop_conf["fs.s3a.endpoint.region"]
-            if self.hadoop_conf.get("fs.s3a.path.style.access", "false").lower() == "true":
-                from botocore.config import Config
-
-                kwargs["config"] = Config(s3={"addressing_style": "path"})
-            self._s3 = boto3.client("s3", **kwargs)
-        return self._s3
-
-    @staticmethod
-    def _bucket_key(uri: str) -> Tuple[str, str]:
-        parsed = urlparse(uri)
-        return parsed.netloc, parsed.path.lstrip("/")
-
-    # -- Hadoop filesystems through the JVM
-    def _hadoop(self, uri: str):
-        machine = jvm()
-        conf = machine.org.apache.hadoop.conf.Configuration()
-        for key, value in self.hadoop_conf.items():
-            conf.set(key, value)
-        path = machine.org.apache.hadoop.fs.Path(uri)
-        return path, path.getFileSystem(conf)
-
-    def exists(self, uri: str) -> bool:
-        if is_local(uri):
-            return local_path(uri).exists()
-        if self._is_s3(uri):
-            return self.is_dir(uri) or self._s3_object_exists(uri)
-        path, fs = self._hadoop(uri)
-        return bool(fs.exists(path))
-
-    def _s3_object_exists(self, uri: str) -> bool:
-        bucket, key = self._bucket_key(uri)
-        try:
-            self._s3_client().head_object(Bucket=bucket, Key=key)
-            return True
-        except Exception:
-            return False
-
-    def is_dir(self, uri: str) -> bool:
-        if is_local(uri):
-            return local_path(uri).is_dir()
-        if self._is_s3(uri):
-            bucket, key = self._bucket_key(uri)
-            answer = self._s3_client().list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
-            return answer.get("KeyCount", 0) > 0
-        path, fs = self._hadoop(uri)
-        return bool(fs.exists(path) and fs.getFileStatus(path).isDirectory())
-
-    def list_names(self, uri: str) -> List[str]:
-        """Names directly inside the folder `uri` (files and folders)."""
-        if is_local(uri):
-            return sorted(p.name for p in local_path(uri).iterdir())
-        if self._is_s3(uri):
-            bucket, key = self._bucket_key(uri)
-            prefix = key.rstrip("/") + "/" if key else ""
-            names = set()
-            for page in self._s3_client().get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix, Delimiter="/"
-            ):
-                names.update(o["Key"][len(prefix):] for o in page.get("Contents", []))
-                names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
-            return sorted(n for n in names if n)
-        path, fs = self._hadoop(uri)
-        return sorted(str(status.getPath().getName()) for status in fs.listStatus(path))
-
-    def read_bytes(self, uri: str) -> bytes:
-        if is_local(uri):
-            return local_path(uri).read_bytes()
-        if self._is_s3(uri):
-            bucket, key = self._bucket_key(uri)
-            return self._s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        path, fs = self._hadoop(uri)
-        stream = fs.open(path)
-        try:
-            return bytes(stream.readAllBytes())
-        finally:
-            stream.close()
-
-    def open_binary(self, uri: str):
-        """A binary file object (streamed for local files, in memory otherwise)."""
-        if is_local(uri):
-            return open(local_path(uri), "rb")
-        return io.BytesIO(self.read_bytes(uri))
 
 
 # --------------------------------------------------------------------------- finding
@@ -255,7 +82,7 @@ def locate(uri: str, storage: Optional[Storage] = None) -> LogLocation:
                 "give a run's output folder, an event log file or an eventlog_v2_* folder"
             )
         in_progress = any(n.startswith("appstatus_") and n.endswith(IN_PROGRESS) for n in names)
-        return LogLocation(uri, [join_uri(uri, p) for p in parts], True, in_progress)
+        return LogLocation(uri, [join(uri, p) for p in parts], True, in_progress)
     if storage.exists(uri):
         return LogLocation(uri, [uri], False, name.endswith(IN_PROGRESS))
     if storage.exists(uri + IN_PROGRESS):
@@ -279,7 +106,7 @@ def find_in_dir(log_dir: str, app_id: str, storage: Optional[Storage] = None) ->
     # prefer a finished log, then the last attempt
     candidates.sort(key=lambda n: (n.endswith(IN_PROGRESS), n), reverse=False)
     finished = [n for n in candidates if not n.endswith(IN_PROGRESS)]
-    return locate(join_uri(log_dir, (finished or candidates)[-1]), storage)
+    return locate(join(log_dir, (finished or candidates)[-1]), storage)
 
 
 # --------------------------------------------------------------------------- reading
@@ -298,7 +125,7 @@ def _decompress_python(codec: str, raw) -> Optional[Iterable[bytes]]:
 
 def decompress_with_spark(codec: str, data: bytes) -> bytes:
     """Decompress `data` written by Spark's `codec` (zstd, lz4, lzf, snappy) with Spark itself."""
-    machine = jvm()
+    machine = gateway.jvm()
     conf = machine.org.apache.spark.SparkConf(False)
     spark_codec = machine.org.apache.spark.io.CompressionCodec.createCodec(conf, codec)
     stream = spark_codec.compressedInputStream(machine.java.io.ByteArrayInputStream(bytearray(data)))
@@ -311,11 +138,11 @@ def decompress_with_spark(codec: str, data: bytes) -> bytes:
 def _lines_of_file(uri: str, storage: Storage, force_jvm: bool = False) -> Iterator[bytes]:
     codec = _codec_of(uri.rsplit("/", 1)[-1])
     if codec is None:
-        with storage.open_binary(uri) as raw:
+        with storage.open(uri) as raw:
             yield from raw
         return
     if not force_jvm:
-        with storage.open_binary(uri) as raw:
+        with storage.open(uri) as raw:
             reader = _decompress_python(codec, raw)
             if reader is not None:
                 try:
@@ -632,7 +459,7 @@ def resolve_run(uri: str, storage: Optional[Storage] = None) -> Tuple[LogLocatio
     """
     storage = storage or Storage()
     uri = uri.rstrip("/") or "/"
-    record_uri = join_uri(uri, "run.json")
+    record_uri = join(uri, "run.json")
     if storage.is_dir(uri) and storage.exists(record_uri):
         record = json.loads(storage.read_bytes(record_uri).decode("utf-8"))
         spark = record.get("spark") or {}

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from orchard.analysis.eventlog import Storage, is_local, local_path, parse_events, read_events, resolve_run
+from orchard.analysis.eventlog import parse_events, read_events, resolve_run
 from orchard.analysis.metrics import Analysis, analyse
+from orchard.storage.fs import Storage, is_local, local_path
 
 REPORT_MD, REPORT_HTML, SUMMARY_JSON, IMAGE_DIR = "report.md", "report.html", "summary.json", "img"
 

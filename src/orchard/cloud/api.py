@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from orchard.errors import OrchardError
+from orchard.storage.fs import PART_SIZE, transfer_config
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class Aws:
     def upload_file(self, bucket: str, key: str, filename: str, size: int,
                     extra_args: Optional[Dict[str, Any]] = None,
                     callback: Optional[Callable[[int], None]] = None) -> None:
-        """Upload a file (multipart above 8 MiB); recorded as one PutObject."""
+        """Upload a file (parts of PART_SIZE at and above it); recorded as one PutObject."""
         extra_args = dict(extra_args or {})
         request = Request("s3", "PutObject", {"Bucket": bucket, "Key": key,
                                               "Body": f"<{size} bytes of {filename}>", **extra_args})
@@ -164,7 +165,7 @@ class Aws:
         from boto3.exceptions import S3UploadFailedError
 
         try:
-            if size < MULTIPART_CHUNK:  # one PutObject: lighter than a transfer manager per file
+            if size < PART_SIZE:  # one PutObject: lighter than a transfer manager per file
                 with open(filename, "rb") as body:
                     self.client("s3").put_object(Bucket=bucket, Key=key, Body=body, **extra_args)
                 if callback:
@@ -188,14 +189,6 @@ NO_CREDENTIALS = (
     "--dry-run needs none"
 )
 
-MULTIPART_CHUNK = 8 * 1024 * 1024
-
-
-def transfer_config():
-    from boto3.s3.transfer import TransferConfig
-
-    return TransferConfig(multipart_threshold=MULTIPART_CHUNK, multipart_chunksize=MULTIPART_CHUNK,
-                          max_concurrency=4, use_threads=True)
 
 
 _MODELS: Dict[str, Any] = {}

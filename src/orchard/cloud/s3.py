@@ -1,25 +1,16 @@
-"""The bucket: safe settings (`init`) and uploads that skip what is already there (`push`)."""
+"""The bucket: safe settings (`init`), and the bucket as orchard.storage.sync sees it (`push`)."""
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import mimetypes
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
-from orchard.cloud.api import MULTIPART_CHUNK, Aws, Request
+from orchard.cloud.api import Aws, Request
 from orchard.cloud.layout import LOGS_PREFIX, PROJECT_TAG
 from orchard.errors import OrchardError
-
-log = logging.getLogger(__name__)
+from orchard.storage.fs import MD5_METADATA, FileInfo, upload_extra_args
+from orchard.storage.sync import LocalFile
 
 DEFAULT_LOG_RETENTION_DAYS = 30
-MD5_METADATA = "md5"  # x-amz-meta-md5: the content's MD5, when the ETag is not one (SSE-KMS, multipart)
 
 
 # -- init: one builder per request ----------------------------------------------------------
@@ -169,128 +160,38 @@ def _existing_settings(aws: Aws, bucket: str, kms_key_id: Optional[str]):
     return policy, (found or {}).get("Rules")
 
 
-# -- push: uploads that skip identical objects ----------------------------------------------
-def is_hidden(relative: str) -> bool:
-    """Names starting with '.' or '_' are hidden to Spark and Hadoop: not part of a dataset."""
-    return any(part.startswith((".", "_")) for part in relative.split("/"))
-
-
-def local_files(root: Path) -> List[Tuple[str, Path]]:
-    """(relative posix path, path) of every visible regular file below `root`, sorted."""
-    if not root.is_dir():
-        raise OrchardError(f"dataset folder not found: {root}")
-    found: List[Tuple[str, Path]] = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        for name in sorted(files):
-            path = Path(folder) / name
-            relative = path.relative_to(root).as_posix()
-            if not is_hidden(relative) and path.is_file():
-                found.append((relative, path))
-    if not found:
-        raise OrchardError(f"no files to upload under {root}")
-    return found
-
-
-def file_digests(path: Path, chunk: int = MULTIPART_CHUNK) -> Tuple[str, str]:
-    """(MD5 hex, the ETag S3 gives the object when uploaded with parts of `chunk` bytes)."""
-    whole = hashlib.md5()
-    parts: List[bytes] = []
-    size = 0
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            whole.update(block)
-            parts.append(hashlib.md5(block).digest())
-            size += len(block)
-    md5 = whole.hexdigest()
-    if size < chunk:
-        return md5, md5
-    return md5, f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
-
-
-def list_objects(aws: Aws, bucket: str, prefix: str) -> Dict[str, Dict[str, Any]]:
-    """{key: {size, etag}} of the objects under `prefix`."""
-    objects: Dict[str, Dict[str, Any]] = {}
+# -- push: the sync engine's view of the bucket, through `Aws` ------------------------------
+def list_objects(aws: Aws, bucket: str, prefix: str) -> Dict[str, FileInfo]:
+    """{key relative to `prefix`: FileInfo(size, ETag)} of the objects under `prefix`."""
+    objects: Dict[str, FileInfo] = {}
     params: Dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
     while True:
         page = aws.call(Request("s3", "ListObjectsV2", dict(params),
                                 why="what is already uploaded (to skip identical files)"))
         for item in page.get("Contents", []):
-            objects[item["Key"]] = {"size": int(item["Size"]), "etag": str(item.get("ETag", "")).strip('"')}
+            name = item["Key"][len(prefix):]
+            objects[name] = FileInfo(name, int(item["Size"]), etag=str(item.get("ETag", "")).strip('"'))
         if not page.get("IsTruncated"):
             return objects
         params["ContinuationToken"] = page["NextContinuationToken"]
 
 
-@dataclass
-class Upload:
-    path: Path
-    key: str
-    size: int
-    md5: str
-    etag: str
-    content_type: Optional[str] = None
+class BucketTarget:
+    """s3://bucket/prefix for orchard.storage.sync, every request through `aws` (so that a dry
+    run records them): list, HeadObject for the stored MD5, uploads (one PutObject each)."""
 
+    def __init__(self, aws: Aws, bucket: str, prefix: str):
+        self.aws, self.bucket, self.prefix = aws, bucket, prefix
+        self.uri = f"s3://{bucket}/{prefix}"
 
-def is_identical(aws: Aws, bucket: str, upload: Upload, remote: Optional[Dict[str, Any]]) -> bool:
-    if remote is None or remote["size"] != upload.size:
-        return False
-    if remote["etag"] in (upload.md5, upload.etag):
-        return True
-    # SSE-KMS objects' ETags are not MD5s: compare the MD5 orchard stored as metadata.
-    head = aws.try_call(Request("s3", "HeadObject", {"Bucket": bucket, "Key": upload.key}),
-                        missing=("404", "NoSuchKey", "NotFound"))
-    return bool(head) and head.get("Metadata", {}).get(MD5_METADATA) == upload.md5
+    def list(self) -> Dict[str, FileInfo]:
+        return list_objects(self.aws, self.bucket, self.prefix)
 
+    def stored_md5(self, name: str) -> Optional[str]:
+        head = self.aws.try_call(Request("s3", "HeadObject", {"Bucket": self.bucket, "Key": self.prefix + name}),
+                                 missing=("404", "NoSuchKey", "NotFound"))
+        return (head or {}).get("Metadata", {}).get(MD5_METADATA)
 
-def plan_uploads(files: List[Tuple[str, Path]], prefix: str) -> List[Upload]:
-    uploads = []
-    for relative, path in files:
-        md5, etag = file_digests(path)
-        content_type = mimetypes.guess_type(path.name)[0]
-        uploads.append(Upload(path=path, key=f"{prefix}{relative}", size=path.stat().st_size,
-                              md5=md5, etag=etag, content_type=content_type))
-    return uploads
-
-
-def sync(aws: Aws, bucket: str, uploads: List[Upload], remote: Dict[str, Dict[str, Any]],
-         workers: int = 8, progress: bool = True, label: str = "upload") -> Dict[str, int]:
-    """Upload what differs, in parallel, with a progress bar; skip identical objects.
-
-    Resumable: every file is its own object, so an interrupted push loses at most the files in
-    flight; running it again uploads only what is missing or changed.
-    """
-    todo = [u for u in uploads if not is_identical(aws, bucket, u, remote.get(u.key))]
-    skipped = len(uploads) - len(todo)
-    total = sum(u.size for u in todo)
-    if not todo:
-        return {"uploaded": 0, "skipped": skipped, "bytes": 0}
-    from tqdm import tqdm
-
-    lock = threading.Lock()
-    with tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not progress or None,
-              leave=False) as bar:
-        def advance(n: int) -> None:
-            with lock:
-                bar.update(n)
-
-        def one(upload: Upload) -> None:
-            extra: Dict[str, Any] = {"Metadata": {MD5_METADATA: upload.md5}}
-            if upload.content_type:
-                extra["ContentType"] = upload.content_type
-            aws.upload_file(bucket, upload.key, str(upload.path), upload.size, extra, advance)
-
-        if aws.dry_run or workers <= 1:
-            for upload in todo:
-                one(upload)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(one, upload) for upload in todo]
-                try:
-                    for future in as_completed(futures):
-                        future.result()
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
-    return {"uploaded": len(todo), "skipped": skipped, "bytes": total}
+    def upload(self, file: LocalFile, progress: Optional[Callable[[int], None]]) -> None:
+        extra = upload_extra_args(file.path, file.digests()[0])
+        self.aws.upload_file(self.bucket, self.prefix + file.name, str(file.path), file.size, extra, progress)

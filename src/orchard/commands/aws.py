@@ -260,15 +260,17 @@ def init_command(args: argparse.Namespace) -> int:
 def push_command(args: argparse.Namespace) -> int:
     from orchard.cloud.artifacts import ENTRY_SCRIPT, build_wheel, write_bootstrap
     from orchard.cloud.layout import ARTIFACTS_PREFIX, Layout, check_prefix
-    from orchard.cloud.s3 import Upload, list_objects, local_files, plan_uploads, sync
+    from orchard.cloud.s3 import BucketTarget
     from orchard.errors import OrchardError
     from orchard.pipeline.models import resolve_model
+    from orchard.storage.sync import LocalFile, local_files, upload
 
     layout = Layout(args.bucket)
     aws = _aws(args)
     if args.workers < 1:
         raise OrchardError(f"--workers must be >= 1, got {args.workers}")
-    progress = not args.no_progress and not args.json
+    jobs = 1 if aws.dry_run else args.workers  # a dry run records its requests in order
+    progress = not (args.no_progress or args.json or aws.dry_run)
     result: Dict[str, Any] = {"bucket": layout.bucket}
     spec, model_path, model_sha = resolve_model(DEFAULT_MODEL, args.model_path)
     with tempfile.TemporaryDirectory(prefix="orchard-push-") as tmp:
@@ -282,35 +284,35 @@ def push_command(args: argparse.Namespace) -> int:
         if wheel.name != layout.wheel_name:
             raise OrchardError(f"{wheel.name} is not {layout.wheel_name} (this orchard's version)")
         bootstrap = write_bootstrap(Path(tmp) / "emr-bootstrap.sh", model_sha)
-        artifacts: List[Upload] = []
-        for path, key in ((wheel, layout.wheel_key), (bootstrap, layout.bootstrap_key),
-                          (ENTRY_SCRIPT, layout.entry_key), (model_path, layout.model_key(spec.file_name))):
-            upload = plan_uploads([(path.name, path)], "")[0]
-            upload.key = key
-            artifacts.append(upload)
+        keys = {"wheel": layout.wheel_key, "bootstrap": layout.bootstrap_key, "entry": layout.entry_key,
+                "model": layout.model_key(spec.file_name)}
+        artifacts = [LocalFile.of(path, keys[name][len(ARTIFACTS_PREFIX):]) for name, path in
+                     (("wheel", wheel), ("bootstrap", bootstrap), ("entry", ENTRY_SCRIPT), ("model", model_path))]
 
         if args.dataset:
             prefix = check_prefix(args.prefix)
-            files = local_files(Path(args.dataset))
+            files, hidden = local_files(Path(args.dataset))
             _info(args, f"{len(files)} files under {args.dataset}: comparing with {layout.uri(prefix)} ...")
-            uploads = plan_uploads(files, prefix)
-            remote = list_objects(aws, layout.bucket, prefix)
-            result["dataset"] = {"uri": layout.uri(prefix), "files": len(files),
-                                 **sync(aws, layout.bucket, uploads, remote, args.workers, progress, "images")}
-        remote = list_objects(aws, layout.bucket, ARTIFACTS_PREFIX)
-        result["artifacts"] = {"uris": {name: layout.uri(u.key) for name, u in
-                                        zip(("wheel", "bootstrap", "entry", "model"), artifacts)},
-                               **sync(aws, layout.bucket, artifacts, remote, args.workers, progress, "artefacts")}
+            counts = upload(files, BucketTarget(aws, layout.bucket, prefix), jobs, progress, "images", hidden)
+            result["dataset"] = {"uri": layout.uri(prefix), "files": len(files), **_uploaded(counts)}
+        counts = upload(artifacts, BucketTarget(aws, layout.bucket, ARTIFACTS_PREFIX), jobs, progress, "artefacts")
+        result["artifacts"] = {"uris": {name: layout.uri(key) for name, key in keys.items()}, **_uploaded(counts)}
     lines = []
     if "dataset" in result:
         d = result["dataset"]
         lines.append(f"images: {d['uploaded']} uploaded ({d['bytes'] / 1e6:.1f} MB), {d['skipped']} already "
-                     f"there -> {d['uri']}")
+                     f"there, {d['hidden']} hidden left home -> {d['uri']}")
     a = result["artifacts"]
     lines.append(f"artefacts: {a['uploaded']} uploaded, {a['skipped']} unchanged")
     lines += [f"  {name}: {uri}" for name, uri in a["uris"].items()]
     lines.append(f"next: orchard aws cluster create --bucket {layout.bucket}")
     return _emit(args, aws, result, "\n".join(lines))
+
+
+def _uploaded(counts: Dict[str, int]) -> Dict[str, int]:
+    """The sync engine's counts as `aws push` reports them."""
+    return {"uploaded": counts["copied"], "skipped": counts["skipped"], "hidden": counts["hidden"],
+            "bytes": counts["bytes"]}
 
 
 def bootstrap_command(args: argparse.Namespace) -> int:

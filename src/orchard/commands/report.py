@@ -34,8 +34,8 @@ def register(subparsers) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from orchard.analysis.eventlog import Storage
     from orchard.analysis.report import default_folder, load, summary_text, write_report
+    from orchard.storage.fs import Storage
 
     conf = {}
     if args.profile:

@@ -19,6 +19,7 @@ from orchard.paths import is_local_uri
 from orchard.pipeline.preprocess import IMAGE_EXTENSIONS, is_image_name
 from orchard.pipeline.sessions import bind, child_session
 from orchard.spark.session import task_cpus, total_cores
+from orchard.storage.fs import Storage
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,11 @@ def list_input(spark, uri: str) -> Listing:
 
 
 def file_size(spark, uri: str) -> int:
-    """Size in bytes of one file (any Hadoop filesystem); -1 when it is gone."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    return int(fs.getFileStatus(path).getLen()) if fs.exists(path) else -1
+    """Size in bytes of one file (any filesystem Spark reads); -1 when it is gone."""
+    try:
+        return Storage(spark=spark).size(uri)
+    except FileNotFoundError:
+        return -1
 
 
 def with_label_and_split(frame):

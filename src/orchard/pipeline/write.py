@@ -1,6 +1,7 @@
 """Writing a run's outputs: Parquet tables, the PCA model, run.json and the scree plot.
 
-Everything goes through Hadoop's FileSystem API, so the output may be a local folder,
+Spark writes the tables and the model; run.json and the scree plot go through orchard.storage
+(the local disk, or Spark's own Hadoop filesystems), so the output may be a local folder,
 hdfs:///path or s3://bucket/prefix alike.
 """
 from __future__ import annotations
@@ -19,9 +20,9 @@ from orchard.names import (  # noqa: F401 (re-exported)
     SCREE_PLOT,
 )
 from orchard.paths import is_local_uri, local_path
+from orchard.storage.fs import Storage
 
 log = logging.getLogger(__name__)
-
 
 
 def check_local_input(uri: str) -> None:
@@ -39,35 +40,28 @@ def check_local_output(uri: str, overwrite: bool) -> None:
 
 
 class Output:
-    """The output folder of a run, on any Hadoop filesystem."""
+    """The output folder of a run, on any filesystem Spark writes to (through orchard.storage)."""
 
     def __init__(self, spark, uri: str):
-        jvm = spark.sparkContext._jvm
-        self._jvm = jvm
-        self._path = jvm.org.apache.hadoop.fs.Path(uri)
-        self._fs = self._path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        self.uri = str(self._fs.makeQualified(self._path).toString())
+        self._storage = Storage(spark=spark)
+        self.uri = self._storage.qualify(uri)
 
     def child(self, name: str) -> str:
         return f"{self.uri.rstrip('/')}/{name}"
 
     def prepare(self, overwrite: bool) -> None:
         """Make sure the output can be written: empty, or deleted first with --overwrite."""
-        if self._fs.exists(self._path):
-            is_empty_dir = self._fs.getFileStatus(self._path).isDirectory() and not self._fs.listStatus(self._path)
+        if self._storage.exists(self.uri):
+            is_empty_dir = self._storage.is_dir(self.uri) and not self._storage.list_names(self.uri)
             if not is_empty_dir and not overwrite:
                 raise OrchardError(f"output {self.uri} already exists; pass --overwrite to replace it")
             log.info("removing the existing output %s (--overwrite)", self.uri)
-            self._fs.delete(self._path, True)
-        self._fs.mkdirs(self._path)
+            self._storage.delete(self.uri)
+        self._storage.make_dirs(self.uri)
 
     def write_bytes(self, name: str, data: bytes) -> str:
-        target = self._jvm.org.apache.hadoop.fs.Path(self.child(name))
-        stream = self._fs.create(target, True)
-        try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
+        """Write the file `name` in the output (atomically where the filesystem allows); its URI."""
+        self._storage.write_bytes(self.child(name), data)
         return self.child(name)
 
     def write_json(self, name: str, record: Dict[str, Any]) -> str:

@@ -1,404 +1,261 @@
-"""Copy a dataset or a run's output between a local folder and S3 or HDFS, in parallel.
+"""One sync engine: copy a local folder to S3, HDFS or any Hadoop filesystem and back, in
+parallel, skipping files already there and identical. `orchard push`/`pull` and `orchard aws
+push` both use it.
 
-`push(local_dir, uri)` and `pull(uri, local_dir)` copy every file below the source, keeping
-relative paths, and skip files already at the target and identical:
-
-- S3 (`s3://bucket/prefix`, also `s3a://`): same size and ETag = the content's MD5 (multipart
-  ETags are recomputed with orchard's part size); the bucket is created when missing.
-- HDFS (`hdfs:///path` or `hdfs://host:port/path`): same size and modification time (orchard
-  sets the copy's time to the source's, as `rsync` does). HDFS is reached through a Hadoop
-  client in a JVM started from pyspark (no Spark job); small-file writes cost ~0.2 s each on
-  the local HDFS, so they run in parallel.
-
-With `profile="local"` the endpoints and keys are those of `orchard local up`; without a
-profile, S3 is real AWS (boto3's usual credentials) and HDFS needs a full hdfs://host:port URI.
+- Hidden files (a name in the path starting with `_` or `.`, as Spark and Hadoop hide them:
+  `_SUCCESS`, `.DS_Store`, `.crc` files) are not part of a dataset: never copied, counted.
+- Identical means the same size and, on S3, an ETag equal to the content's MD5 or to the
+  multipart ETag orchard's uploads get (parts of PART_SIZE bytes), or else the MD5 orchard
+  stored as metadata (the ETag of an SSE-KMS object is not an MD5); on Hadoop filesystems, the
+  same modification time (orchard gives each copy its source's time, as `rsync -t` does).
+- Every file is its own object or file, written whole: an interrupted copy loses at most the
+  files in flight, and running it again copies only what is missing or changed.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import logging
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
-from urllib.parse import urlparse
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from orchard.errors import OrchardError
-from orchard.paths import file_digest
+from orchard.storage.fs import (
+    S3_SCHEMES,
+    FileInfo,
+    Progress,
+    Storage,
+    error_reason,
+    file_digests,
+    is_hidden,
+    is_local,
+    join,
+    split_uri,
+    storage_errors,
+)
 
-log = logging.getLogger(__name__)
-
-PART_SIZE = 64 * 1024 * 1024  # single PUT below this, multipart parts of this size above
 DEFAULT_JOBS = 32
 
 
-@dataclass(frozen=True)
-class RemoteFile:
+@dataclass
+class LocalFile:
+    """A file to copy: its name relative to the folder copied ('/' separators), its path, size."""
+
+    name: str
+    path: Path
     size: int
-    etag: Optional[str] = None  # S3
-    mtime_ms: Optional[int] = None  # HDFS
+    _digests: Optional[Tuple[str, str]] = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, path: Path, name: str) -> "LocalFile":
+        return cls(name, path, path.stat().st_size)
+
+    def digests(self) -> Tuple[str, str]:
+        """(MD5, S3 ETag) of the content, computed once."""
+        if self._digests is None:
+            self._digests = file_digests(self.path)
+        return self._digests
 
 
-@dataclass(frozen=True)
-class Location:
-    scheme: str  # "s3" or "hdfs"
-    authority: str  # bucket, or host:port ("" for the default filesystem)
-    path: str  # key prefix (no leading or trailing "/") or absolute HDFS path
+def local_files(root: Path) -> Tuple[List[LocalFile], int]:
+    """(the visible files below `root`, sorted by name; how many hidden files were left out).
 
-    @property
-    def uri(self) -> str:
-        if self.scheme == "s3":
-            return f"s3://{self.authority}/{self.path}".rstrip("/")
-        return f"hdfs://{self.authority}{self.path}"
-
-
-def parse_uri(uri: str) -> Location:
-    """s3://bucket/prefix, s3a://bucket/prefix, hdfs:///path or hdfs://host:port/path."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("s3", "s3a"):
-        if not parsed.netloc:
-            raise OrchardError(f"{uri}: an S3 URI needs a bucket: s3://bucket/prefix")
-        return Location("s3", parsed.netloc, parsed.path.strip("/"))
-    if parsed.scheme == "hdfs":
-        path = "/" + parsed.path.strip("/")
-        return Location("hdfs", parsed.netloc, path)
-    raise OrchardError(f"{uri}: push and pull copy to and from s3://bucket/prefix or hdfs:///path")
-
-
-def s3_etag(path: Path, part_size: int = PART_SIZE) -> str:
-    """The ETag S3 gives `path` uploaded by orchard: MD5, or MD5 of part MD5s + '-N'."""
-    size = path.stat().st_size
-    if size < part_size:
-        return file_digest(path, "md5")
-    parts = []
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(part_size), b""):
-            parts.append(hashlib.md5(chunk).digest())
-    return f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
-
-
-def local_files(root: Path) -> Dict[str, Path]:
-    """Every file below `root`, keyed by its path relative to it ('/' separators)."""
+    Raises OrchardError when `root` is not a folder or holds no visible file.
+    """
     if not root.is_dir():
         raise OrchardError(f"{root} is not a folder")
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
+    found: List[LocalFile] = []
+    hidden = 0
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
             path = Path(folder) / name
-            if path.is_file():
-                files[path.relative_to(root).as_posix()] = path
-    return files
+            relative = path.relative_to(root).as_posix()
+            if not path.is_file():
+                continue
+            if is_hidden(relative):
+                hidden += 1
+            else:
+                found.append(LocalFile.of(path, relative))
+    if not found:
+        raise OrchardError(f"no files to copy under {root}" + (f" ({hidden} hidden)" if hidden else ""))
+    return found, hidden
 
 
-def mtime_ms(path: Path) -> int:
-    return int(path.stat().st_mtime * 1000)
+class StorageTarget:
+    """A remote folder (`uri`) as the engine sees it, through a `Storage`."""
+
+    def __init__(self, storage: Storage, uri: str):
+        self.storage = storage
+        self.uri = check_remote(uri, storage)
+
+    def list(self) -> Dict[str, FileInfo]:
+        return {info.name: info for info in self.storage.list(self.uri)}
+
+    def prepare(self) -> None:
+        self.storage.make_dirs(self.uri)
+
+    def stored_md5(self, name: str) -> Optional[str]:
+        return self.storage.stored_md5(join(self.uri, name))
+
+    def upload(self, file: LocalFile, progress: Progress) -> None:
+        md5 = file.digests()[0] if self.wants_md5 else None
+        self.storage.put_file(file.path, join(self.uri, file.name), md5, progress)
+
+    @property
+    def wants_md5(self) -> bool:
+        return split_uri(self.uri)[0] in S3_SCHEMES and self.storage.spark is None
+
+    def download(self, name: str, local: Path) -> None:
+        self.storage.get_file(join(self.uri, name), local)
 
 
-# ---------------------------------------------------------------- S3
+def check_remote(uri: str, storage: Storage) -> str:
+    """`uri` if push and pull can copy to and from it; raises OrchardError saying why not."""
+    if is_local(uri):
+        raise OrchardError(f"{uri}: push and pull copy to and from s3://bucket/prefix, hdfs:///path "
+                           "or another Hadoop filesystem URI")
+    scheme, authority, _ = split_uri(uri)
+    if scheme in S3_SCHEMES and not authority:
+        raise OrchardError(f"{uri}: an S3 URI needs a bucket: s3://bucket/prefix")
+    if scheme == "hdfs" and not authority and not storage.hadoop_conf.get("fs.defaultFS"):
+        raise OrchardError(f"{uri}: give hdfs://host:port/path, or --profile local for the local "
+                           "cluster's HDFS")
+    stripped = uri.rstrip("/")
+    return stripped if split_uri(stripped)[2] != "/" else uri
 
 
-class S3Store:
-    def __init__(self, client, location: Location):
-        self.client = client
-        self.bucket = location.authority
-        self.prefix = location.path
-
-    def key(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}" if self.prefix else relative
-
-    def list(self) -> Dict[str, RemoteFile]:
-        from botocore.exceptions import ClientError
-
-        start = f"{self.prefix}/" if self.prefix else ""
-        found: Dict[str, RemoteFile] = {}
-        try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
-                for item in page.get("Contents", []):
-                    if item["Key"].endswith("/"):
-                        continue  # a folder marker
-                    found[item["Key"][len(start):]] = RemoteFile(int(item["Size"]), item["ETag"].strip('"'))
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404"):
-                return {}
-            raise
-        return found
-
-    def ensure_bucket(self) -> bool:
-        """Create the bucket when it does not exist; True if it was created."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-            return False
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-                raise
-        region = self.client.meta.region_name
-        if region and region != "us-east-1":
-            self.client.create_bucket(Bucket=self.bucket,
-                                      CreateBucketConfiguration={"LocationConstraint": region})
-        else:
-            self.client.create_bucket(Bucket=self.bucket)
-        log.info("created bucket %s", self.bucket)
-        return True
-
-    def same(self, local: Path, remote: RemoteFile) -> bool:
-        return local.stat().st_size == remote.size and remote.etag == s3_etag(local)
-
-    def upload(self, local: Path, relative: str) -> None:
-        if local.stat().st_size < PART_SIZE:
-            with open(local, "rb") as body:
-                self.client.put_object(Bucket=self.bucket, Key=self.key(relative), Body=body)
-        else:
-            from boto3.s3.transfer import TransferConfig
-
-            config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
-            self.client.upload_file(str(local), self.bucket, self.key(relative), Config=config)
-
-    def download(self, relative: str, local: Path, remote: RemoteFile) -> None:
-        tmp = local.with_name(local.name + ".orchard-part")
-        self.client.download_file(self.bucket, self.key(relative), str(tmp))
-        os.replace(tmp, local)
-
-
-def s3_client_for(profile: Optional[str]):
-    if profile == "local":
-        from orchard.local.cluster import LocalCluster
-        from orchard.local.store import s3_client
-
-        status = LocalCluster().status()
-        if not status["running"] or not status.get("s3_endpoint"):
-            raise OrchardError(f"the local cluster's S3 is not up (state dir {status['state_dir']}): "
-                               "run `orchard local up` first")
-        return s3_client(status["s3_endpoint"], status["access_key"], status["secret_key"])
-    if profile:
-        raise OrchardError(f"push and pull know the profile `local` only, got {profile!r}")
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(max_pool_connections=32))
-
-
-# ---------------------------------------------------------------- HDFS
-
-
-class HdfsStore:
-    """HDFS through the Hadoop client of a JVM started from pyspark (no SparkContext)."""
-
-    def __init__(self, location: Location, default_fs: Optional[str]):
-        if not location.authority and not default_fs:
-            raise OrchardError(f"{location.uri}: give hdfs://host:port/path, or --profile local "
-                               "for the local cluster's HDFS")
-        self.location = location
-        self.gateway = _hadoop_gateway()
-        jvm = self.gateway.jvm
-        self.jvm = jvm
-        conf = jvm.org.apache.hadoop.conf.Configuration()
-        if default_fs:
-            conf.set("fs.defaultFS", default_fs)
-        for key, value in hdfs_client_conf(default_fs).items():
-            conf.set(key, value)
-        self.root = jvm.org.apache.hadoop.fs.Path(location.uri)
-        self.fs = self.root.getFileSystem(conf)
-        self.root = self.fs.makeQualified(self.root)
-        self.root_text = str(self.root.toUri().getPath()).rstrip("/")
-
-    def path(self, relative: str):
-        Path_ = self.jvm.org.apache.hadoop.fs.Path
-        return Path_(self.root, Path_(None, None, relative))  # no URI parsing of the name
-
-    def local_path(self, local: Path):
-        return self.jvm.org.apache.hadoop.fs.Path("file", None, str(local.absolute()))
-
-    def list(self) -> Dict[str, RemoteFile]:
-        if not self.fs.exists(self.root):
-            return {}
-        found: Dict[str, RemoteFile] = {}
-        files = self.fs.listFiles(self.root, True)
-        while files.hasNext():
-            status = files.next()
-            full = str(status.getPath().toUri().getPath())
-            found[full[len(self.root_text) + 1:]] = RemoteFile(
-                int(status.getLen()), mtime_ms=int(status.getModificationTime()))
-        return found
-
-    def ensure_bucket(self) -> bool:
-        self.fs.mkdirs(self.root)
+def is_same(file: LocalFile, remote: FileInfo, target) -> bool:
+    """True when `remote` holds what `file` holds (see the module's docstring)."""
+    if remote.size != file.size:
         return False
-
-    def same(self, local: Path, remote: RemoteFile) -> bool:
-        return local.stat().st_size == remote.size and remote.mtime_ms == mtime_ms(local)
-
-    def upload(self, local: Path, relative: str) -> None:
-        target = self.path(relative)
-        self.fs.copyFromLocalFile(False, True, self.local_path(local), target)
-        self.fs.setTimes(target, mtime_ms(local), -1)
-
-    def download(self, relative: str, local: Path, remote: RemoteFile) -> None:
-        tmp = local.with_name(local.name + ".orchard-part")
-        self.fs.copyToLocalFile(False, self.path(relative), self.local_path(tmp), True)
-        os.replace(tmp, local)
-        if remote.mtime_ms is not None:
-            os.utime(local, (remote.mtime_ms / 1000, remote.mtime_ms / 1000))
-
-    def close(self) -> None:
-        process = getattr(self.gateway, "proc", None)
-        self.gateway.shutdown()
-        if process is not None:  # the JVM exits when its stdin closes
-            with contextlib.suppress(Exception):
-                process.stdin.close()
-                process.wait(timeout=15)
+    if remote.etag is not None:
+        md5, etag = file.digests()
+        if remote.etag in (md5, etag):
+            return True
+        return target.stored_md5(file.name) == md5
+    return remote.mtime_ms is not None and remote.mtime_ms == int(file.path.stat().st_mtime * 1000)
 
 
-def hdfs_client_conf(default_fs: Optional[str]) -> Dict[str, str]:
-    """Client settings for the local HDFS: replication 1 (one DataNode), and a short first wait
-    (default 400 ms) before asking the NameNode whether a just-written file is complete."""
-    if not default_fs:
-        return {}
-    return {"dfs.replication": "1",
-            "dfs.client.block.write.locateFollowingBlock.initial.delay.ms": "20"}
+def _summary(files: int, copied: List[int], hidden: int) -> Dict[str, int]:
+    return {"files": files, "copied": len(copied), "skipped": files - len(copied),
+            "hidden": hidden, "bytes": sum(copied)}
 
 
-def _hadoop_gateway():
-    """A py4j gateway to a JVM with pyspark's jars (its Hadoop client), quiet, on 127.0.0.1."""
-    from orchard.spark.session import LOG4J_CONFIG, check_java
+def upload(files: List[LocalFile], target, jobs: int = DEFAULT_JOBS, progress: bool = True,
+           label: str = "push", hidden: int = 0) -> Dict[str, int]:
+    """Copy `files` to `target` (their order kept when jobs == 1), skipping identical ones.
 
-    check_java()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark import SparkConf
-    from pyspark.java_gateway import launch_gateway
-
-    conf = SparkConf(loadDefaults=False)
-    conf.set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")
-    return launch_gateway(conf)
-
-
-def default_fs_for(profile: Optional[str]) -> Optional[str]:
-    if profile == "local":
-        from orchard.local.cluster import LocalCluster
-
-        status = LocalCluster().status()
-        if not status["running"] or not status.get("hdfs_url"):
-            raise OrchardError(f"the local cluster's HDFS is not up (state dir {status['state_dir']}): "
-                               "run `orchard local up --hdfs` first")
-        return status["hdfs_url"]
-    if profile:
-        raise OrchardError(f"push and pull know the profile `local` only, got {profile!r}")
-    return None
+    `target` has list() -> {name: FileInfo}, stored_md5(name) and upload(file, progress).
+    Returns {files, copied, skipped, hidden, bytes}.
+    """
+    remote = target.list()
+    todo = [f for f in files if f.name not in remote or not is_same(f, remote[f.name], target)]
+    tasks = [(f.name, f.size, lambda report, f=f: target.upload(f, report)) for f in todo]
+    _run(tasks, jobs, label, progress)
+    return _summary(len(files), [f.size for f in todo], hidden)
 
 
-def open_store(uri: str, profile: Optional[str]):
-    location = parse_uri(uri)
-    if location.scheme == "s3":
-        return S3Store(s3_client_for(profile), location)
-    default_fs = default_fs_for(profile)
-    with storage_errors(uri):
-        return HdfsStore(location, default_fs)
+def push(local_dir: str, target: StorageTarget, jobs: int = DEFAULT_JOBS, progress: bool = True,
+         label: Optional[str] = None) -> Dict[str, Any]:
+    """Copy every visible file below `local_dir` to `target` (its folder or bucket created when
+    missing), skipping identical files already there.
+
+    Returns {source, target, files, copied, skipped, hidden, bytes, seconds}.
+    """
+    started = time.perf_counter()
+    files, hidden = local_files(Path(local_dir).expanduser())
+    with storage_errors(target.uri):
+        target.prepare()
+        counts = upload(files, target, jobs, progress, label or f"push {target.uri}", hidden)
+    return {"source": local_dir, "target": target.uri, **counts,
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
-@contextlib.contextmanager
-def storage_errors(uri: str) -> Iterator[None]:
-    """S3 and HDFS client errors as one-line OrchardErrors naming the URI."""
+def pull(target: StorageTarget, local_dir: str, jobs: int = DEFAULT_JOBS,
+         progress: bool = True) -> Dict[str, Any]:
+    """Copy every visible file below `target` into `local_dir`, skipping identical files there;
+    each copy gets its source's modification time when the source has one.
+
+    Returns {source, target, files, copied, skipped, hidden, bytes, seconds}.
+    """
+    started = time.perf_counter()
+    folder = Path(local_dir).expanduser()
+    with storage_errors(target.uri):
+        listed = target.list()
+        if not listed:
+            raise OrchardError(f"nothing to pull: no files under {target.uri}")
+        remote = {name: info for name, info in listed.items() if not is_hidden(name)}
+        todo = []
+        for name, info in sorted(remote.items()):
+            local = folder.joinpath(*name.split("/"))
+            if not (local.is_file() and is_same(LocalFile.of(local, name), info, target)):
+                todo.append((name, local, info))
+        for _, local, _ in todo:
+            local.parent.mkdir(parents=True, exist_ok=True)
+        tasks = [(name, info.size, lambda report, n=name, p=local, i=info: _download(target, n, p, i, report))
+                 for name, local, info in todo]
+        _run(tasks, jobs, f"pull {target.uri}", progress)
+    counts = _summary(len(remote), [info.size for _, _, info in todo], len(listed) - len(remote))
+    return {"source": target.uri, "target": local_dir, **counts,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _download(target, name: str, local: Path, info: FileInfo, report: Callable[[int], None]) -> None:
+    target.download(name, local)
+    if info.mtime_ms is not None:
+        os.utime(local, (info.mtime_ms / 1000, info.mtime_ms / 1000))
+    report(info.size)
+
+
+Task = Tuple[str, int, Callable[[Callable[[int], None]], None]]  # (name, bytes, copy(progress))
+
+
+def _run(tasks: List[Task], jobs: int, label: str, progress: bool) -> None:
+    """Run the copies in `jobs` threads (in order in this thread when jobs == 1), with a tqdm
+    progress bar on stderr (bytes, and files done). The first failure cancels the rest and is
+    raised as an OrchardError naming the file."""
+    if jobs < 1:
+        raise OrchardError(f"the number of parallel copies must be at least 1, got {jobs}")
+    if not tasks:
+        return
+    from tqdm import tqdm
+
+    lock = threading.Lock()
+    with tqdm(total=sum(size for _, size, _ in tasks), unit="B", unit_scale=True, desc=label,
+              file=sys.stderr, mininterval=0.5, disable=not progress) as bar:
+        def advance(n: int) -> None:
+            with lock:
+                bar.update(n)
+
+        def done(count: int) -> None:
+            with lock:
+                bar.set_postfix_str(f"{count}/{len(tasks)} files", refresh=False)
+
+        if jobs == 1:
+            for count, (name, _, copy) in enumerate(tasks, 1):
+                _copy(name, copy, advance)
+                done(count)
+            return
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_copy, name, copy, advance): name for name, _, copy in tasks}
+            try:
+                for count, future in enumerate(as_completed(futures), 1):
+                    future.result()
+                    done(count)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+def _copy(name: str, copy: Callable[[Callable[[int], None]], None], advance: Callable[[int], None]) -> None:
     try:
-        yield
+        copy(advance)
     except OrchardError:
         raise
     except Exception as error:
-        module = type(error).__module__ or ""
-        if module.startswith(("botocore", "boto3", "py4j")):
-            raise OrchardError(f"{uri}: {_reason(error)}") from None
-        raise
-
-
-# ---------------------------------------------------------------- copying
-
-
-def _copy_all(tasks: List[Tuple[str, Callable[[], None], int]], jobs: int, desc: str) -> None:
-    """Run the copy functions in `jobs` threads with a progress bar (files and bytes)."""
-    from tqdm import tqdm
-
-    total_bytes = sum(size for _, _, size in tasks)
-    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc, file=sys.stderr,
-              mininterval=0.5, disable=not tasks) as bar, ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(copy): (name, size) for name, copy, size in tasks}
-        done = 0
-        for future in as_completed(futures):
-            name, size = futures[future]
-            try:
-                future.result()
-            except Exception as error:
-                for other in futures:
-                    other.cancel()
-                raise OrchardError(f"copying {name} failed: {_reason(error)}") from None
-            done += 1
-            bar.set_postfix_str(f"{done}/{len(tasks)} files", refresh=False)
-            bar.update(size)
-
-
-def _reason(error: Exception) -> str:
-    """One line on why a copy failed (for a Java error: its exception, not py4j's frame)."""
-    java = getattr(error, "java_exception", None)
-    if java is not None:
-        return str(java.toString()).splitlines()[0]
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _close(store) -> None:
-    if hasattr(store, "close"):
-        store.close()
-
-
-def push(local_dir: str, uri: str, profile: Optional[str] = None, jobs: int = DEFAULT_JOBS) -> Dict[str, Any]:
-    """Copy every file below `local_dir` to `uri`, skipping identical files already there."""
-    started = time.perf_counter()
-    files = local_files(Path(local_dir).expanduser())
-    if not files:
-        raise OrchardError(f"{local_dir} has no files to push")
-    store = open_store(uri, profile)
-    try:
-        with storage_errors(uri):
-            created = store.ensure_bucket()
-            remote = {} if created else store.list()
-        todo = [(rel, path) for rel, path in sorted(files.items())
-                if rel not in remote or not store.same(path, remote[rel])]
-        tasks = [(rel, (lambda r=rel, p=path: store.upload(p, r)), path.stat().st_size) for rel, path in todo]
-        _copy_all(tasks, jobs, f"push {uri}")
-    finally:
-        _close(store)
-    return _summary(local_dir, uri, len(files), len(todo), sum(s for _, _, s in tasks), started)
-
-
-def pull(uri: str, local_dir: str, profile: Optional[str] = None, jobs: int = DEFAULT_JOBS) -> Dict[str, Any]:
-    """Copy every file below `uri` into `local_dir`, skipping identical files already there."""
-    started = time.perf_counter()
-    target = Path(local_dir).expanduser()
-    store = open_store(uri, profile)
-    try:
-        with storage_errors(uri):
-            remote = store.list()
-        if not remote:
-            raise OrchardError(f"nothing to pull: no files under {uri}")
-        todo = []
-        for rel, info in sorted(remote.items()):
-            local = target.joinpath(*rel.split("/"))
-            if not (local.is_file() and store.same(local, info)):
-                todo.append((rel, local, info))
-        for _, local, _ in todo:
-            local.parent.mkdir(parents=True, exist_ok=True)
-        tasks = [(rel, (lambda r=rel, p=local, i=info: store.download(r, p, i)), info.size)
-                 for rel, local, info in todo]
-        _copy_all(tasks, jobs, f"pull {uri}")
-    finally:
-        _close(store)
-    return _summary(uri, local_dir, len(remote), len(todo), sum(s for _, _, s in tasks), started)
-
-
-def _summary(source: str, target: str, files: int, copied: int, size: int, started: float) -> Dict[str, Any]:
-    return {"source": source, "target": target, "files": files, "copied": copied,
-            "skipped": files - copied, "bytes": size,
-            "seconds": round(time.perf_counter() - started, 2)}
+        raise OrchardError(f"copying {name} failed: {error_reason(error)}") from None
