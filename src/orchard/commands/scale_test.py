@@ -6,7 +6,10 @@ import json
 import time
 from pathlib import Path
 
+from orchard.analysis.scaling.render import MEASUREMENTS_CSV, REPORT_MD, read_measurements
+from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_counts
 from orchard.errors import OrchardError
+from orchard.paths import is_local_uri
 
 HELP = "time whole runs on 1..N workers: speed-up, efficiency, fixed + per-image cost, EMR projection"
 EPILOG = """\
@@ -64,10 +67,6 @@ def register(subparsers) -> None:
 
 
 def scale_test_command(args: argparse.Namespace) -> int:
-    from orchard.analysis.scaling import (
-        MEASUREMENTS_CSV, REPORT_MD, ScaleTest, configurations, parse_counts, read_measurements,
-    )
-
     configs = configurations(parse_counts(args.workers, "--workers"),
                              parse_counts(args.cores_per_worker, "--cores-per-worker"), args.grid)
     if args.repeat < 1 or args.warmup < 0:
@@ -94,7 +93,6 @@ def scale_test_command(args: argparse.Namespace) -> int:
     else:
         if not args.input:
             raise OrchardError("--input is required (or --analyse DIR)")
-        from orchard.paths import is_local_uri
         for uri in args.input:
             if is_local_uri(uri) and not Path(uri).exists():
                 raise OrchardError(f"input not found: {uri}")
