@@ -20,8 +20,10 @@ import pytest
 
 from orchard.cli import main
 from orchard.errors import OrchardError
-from orchard.local import cluster, deps as localdeps, hdfs, store as localstore
-from orchard.local.cluster import LocalCluster, choose_ports, process_start_time, profile_conf
+from orchard.local import deps as localdeps, hdfs, store as localstore
+from orchard.local.cluster import LocalCluster
+from orchard.local.processes import choose_ports, free_port, port_is_free, process_start_time
+from orchard.local.standalone import profile_conf
 from orchard.storage import sync as transfer
 
 
@@ -38,14 +40,14 @@ def test_choose_ports_prefers_the_usual_ports_and_replaces_busy_ones():
 def test_choose_ports_without_preference_takes_distinct_free_ports():
     ports = choose_ports({f"p{i}": 8080 for i in range(6)}, prefer=False)
     assert len(set(ports.values())) == 6
-    assert all(cluster.port_is_free(port) for port in ports.values())
+    assert all(port_is_free(port) for port in ports.values())
 
 
 def test_a_listening_port_is_not_free():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        assert not cluster.port_is_free(server.getsockname()[1])
+        assert not port_is_free(server.getsockname()[1])
 
 
 # -- processes and state ------------------------------------------------------------------------
@@ -296,7 +298,7 @@ def test_hdfs_config_for_java17_and_one_datanode(tmp_path):
     assert "127.0.0.1:19866" in site
     assert "hdfs://127.0.0.1:19000" in (conf / "core-site.xml").read_text()
     assert not hdfs.is_formatted(tmp_path)
-    assert hdfs.namenode_state(cluster.free_port(set())) is None
+    assert hdfs.namenode_state(free_port(set())) is None
 
 
 # -- the download cache ----------------------------------------------------------------------------
@@ -462,7 +464,7 @@ def test_push_command_reports_a_user_error(tmp_path, capsys):
 
 
 def test_weeds_leftover_grpc_sockets_are_removed(tmp_path):
-    port = cluster.free_port(set())
+    port = free_port(set())
     path = Path(f"/tmp/seaweedfs-s3-grpc-{port}.sock")
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(path))
