@@ -1,0 +1,50 @@
+"""`orchard report` (orchard.analysis.report): loading a run, the document, summary.json, the command."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orchard.analysis.report import load, summary_text, write_report
+from orchard.cli import main
+from orchard.names import RUN_RECORD
+from tests.analysis.events import app_events, write_lines
+
+
+def test_report_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_lines(tmp_path / "local-1", app_events(n_tasks=6))
+    now = 1_000.0
+    (run / RUN_RECORD).write_text(json.dumps({
+        "output": str(run), "input": "x", "counts": {"images": 60, "featurized": 60, "errors": 0}, "partitions": 6,
+        "seconds": {"spark_start": 1.0, "list": 0.2, "featurize": 3.2, "pca_fit": 0.1, "total": 4.5},
+        "stage_started_at": {"spark_start": now - 1.0, "list": now, "featurize": now + 0.2, "pca_fit": now + 3.4},
+        "udf_seconds": {"decode": 0.5, "inference": 4.5},
+        "spark": {"app_id": "local-1", "event_log": str(tmp_path / "local-1")},
+    }))
+    analysis, record = load(str(run))
+    assert analysis.images == 60 and analysis.t0_label == "pipeline start"
+    assert any(part.startswith("inference") for part, _, _ in analysis.time_split)
+    for fmt in ("md", "html"):
+        report = write_report(analysis, record, tmp_path / fmt, fmt)
+        assert len(report.figures) == 5
+        for figure in report.figures:
+            assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        text = report.document.read_text()
+        assert "Verdict" in text and "skew" in text.lower()
+        if fmt == "html":
+            assert text.count("data:image/png;base64,") == 5
+        else:
+            assert "](img/timeline.png)" in text
+    summary = json.loads((tmp_path / "md" / "summary.json").read_text())
+    assert summary["tasks_per_executor"] == {"driver": 6}
+    assert "verdict" in summary_text(analysis)
+
+
+def test_report_command_prints_the_summary(tmp_path, capsys):
+    write_lines(tmp_path / "local-1", app_events())
+    assert main(["report", str(tmp_path / "local-1"), "--out", str(tmp_path / "r"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["tasks_per_executor"] == {"driver": 4}
+    assert Path(printed["report"]).is_file()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
