@@ -268,7 +268,7 @@ def test_rolling_parts_are_read_in_numeric_order(tmp_path):
     location = locate(str(folder))
     assert location.rolling and location.in_progress
     assert [Path(f).name for f in location.files] == ["events_1_local-1", "events_2_local-1", "events_10_local-1"]
-    assert [e["Event"] for e in readapp_events(location)] == [e["Event"] for e in events]
+    assert [e["Event"] for e in read_events(location)] == [e["Event"] for e in events]
 
 
 def test_in_progress_log_with_a_torn_last_line(tmp_path):
