@@ -7,6 +7,7 @@ fixture) or naming the shared paths below in their own code; the others run.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import List
@@ -84,6 +85,25 @@ def spark(tmp_path_factory):
     })
     yield session
     session.stop()
+
+
+@pytest.fixture
+def sleepers():
+    """start() -> a process that sleeps 2 minutes in its own session (a stand-in for a server of
+    the local cluster), killed at the end of the test."""
+    started = []
+
+    def start():
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                                   start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 @pytest.fixture(autouse=True)

@@ -22,18 +22,18 @@ import pytest
 
 from orchard.analysis import eventlog
 from orchard.analysis.eventlog import (
-    Storage, expected_log_path, find_in_dir, load_event_log, locate, parse_events, read_events, resolve_run,
-    sanitize_app_name,
+    Storage, find_in_dir, load_event_log, locate, parse_events, read_events, resolve_run,
 )
 from orchard.analysis.metrics import analyse
 from orchard.errors import OrchardError
 from orchard.names import RUN_RECORD, STAGE_FEATURIZE
+from orchard.spark.eventlog import expected_log_path, sanitize_app_name
 from tests.analysis.events import app_events, write_lines
 
 JOB = r'''
 import json, os, sys, time, urllib.request
 from pyspark.sql import SparkSession
-from orchard.analysis.eventlog import event_log_of
+from orchard.spark.eventlog import event_log_of
 
 out, master = sys.argv[1], sys.argv[2]
 records = []
