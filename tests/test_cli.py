@@ -10,6 +10,7 @@ import pytest
 
 from orchard.cli import build_parser
 from orchard.commands.run import config_from_args
+from orchard.names import DEFAULT_MODEL
 from orchard.spark.session import java_major_version
 
 
@@ -114,7 +115,7 @@ def test_bad_model_file(tmp_path, tiny_dataset, content, message):
 
 def test_unknown_model(tmp_path, tiny_dataset):
     assert_one_clear_line(orchard("run", "--input", str(tiny_dataset), "--output", str(tmp_path / "o"),
-                                  "--model", "resnet9000"), "unknown model", "mobilenet_v2")
+                                  "--model", "resnet9000"), "unknown model", DEFAULT_MODEL)
 
 
 def test_java_missing(tmp_path, tiny_dataset):

@@ -33,6 +33,7 @@ from tests.analysis.events import app_events, write_lines
 JOB = r'''
 import json, os, sys, time, urllib.request
 from pyspark.sql import SparkSession
+from orchard.names import STAGE_FEATURIZE, STAGE_PROPERTY
 from orchard.spark.eventlog import event_log_of
 
 out, master = sys.argv[1], sys.argv[2]
@@ -52,9 +53,9 @@ for conf in json.loads(sys.argv[3]):  # one application per settings, one after 
         time.sleep(0.05 * (index % 3))
         yield sum(1 for _ in rows)
 
-    sc.setLocalProperty("orchard.stage", "featurize")
+    sc.setLocalProperty(STAGE_PROPERTY, STAGE_FEATURIZE)
     sc.parallelize(range(3000), 7).mapPartitionsWithIndex(work).collect()
-    sc.setLocalProperty("orchard.stage", None)
+    sc.setLocalProperty(STAGE_PROPERTY, None)
     spark.range(0, 20000, numPartitions=5).selectExpr("id % 7 as k").groupBy("k").count().collect()
     expected = 7 + 5 + 2
     api = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/allexecutors"

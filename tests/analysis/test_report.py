@@ -6,7 +6,7 @@ from pathlib import Path
 
 from orchard.analysis.report import load, summary_text, write_report
 from orchard.cli import main
-from orchard.names import RUN_RECORD
+from orchard.names import RUN_RECORD, STAGE_FEATURIZE, STAGE_LIST, STAGE_PCA_FIT, STAGE_SPARK_START
 from tests.analysis.events import app_events, write_lines
 
 
@@ -17,8 +17,9 @@ def test_report_files(tmp_path):
     now = 1_000.0
     (run / RUN_RECORD).write_text(json.dumps({
         "output": str(run), "input": "x", "counts": {"images": 60, "featurized": 60, "errors": 0}, "partitions": 6,
-        "seconds": {"spark_start": 1.0, "list": 0.2, "featurize": 3.2, "pca_fit": 0.1, "total": 4.5},
-        "stage_started_at": {"spark_start": now - 1.0, "list": now, "featurize": now + 0.2, "pca_fit": now + 3.4},
+        "seconds": {STAGE_SPARK_START: 1.0, STAGE_LIST: 0.2, STAGE_FEATURIZE: 3.2, STAGE_PCA_FIT: 0.1, "total": 4.5},
+        "stage_started_at": {STAGE_SPARK_START: now - 1.0, STAGE_LIST: now, STAGE_FEATURIZE: now + 0.2,
+                             STAGE_PCA_FIT: now + 3.4},
         "udf_seconds": {"decode": 0.5, "inference": 4.5},
         "spark": {"app_id": "local-1", "event_log": str(tmp_path / "local-1")},
     }))
@@ -38,7 +39,8 @@ def test_report_files(tmp_path):
             assert "](img/timeline.png)" in text
     summary = json.loads((tmp_path / "md" / "summary.json").read_text())
     assert summary["tasks_per_executor"] == {"driver": 6}
-    assert "verdict" in summary_text(analysis)
+    printed = summary_text(analysis).splitlines()
+    assert "tasks per executor: driver=6" in printed and printed[-1] == "verdict: " + analysis.verdict
 
 
 def test_report_command_prints_the_summary(tmp_path, capsys):

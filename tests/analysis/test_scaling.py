@@ -14,6 +14,7 @@ from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_cou
 from orchard.cli import main
 from orchard.cloud import pricing
 from orchard.errors import OrchardError
+from orchard.names import RUN_RECORD, STAGE_FEATURIZE, STAGE_LIST, STAGE_RECONCILE
 from orchard.pipeline.load import choose_partitions, planned_cores
 
 F, P = 30.0, 0.02  # seconds; core-seconds per image
@@ -28,7 +29,7 @@ def _rows(sizes=(6480,), cores=(1, 2), repeat=3, serial=0.0):
                 rows.append(Measurement(
                     config=f"{c}x1", executors=c, cores_per_executor=1, total_cores=c, input=f"data{n}",
                     repetition=r, warmup=False, wall_s=F + serial * n + P * n / c + noise, ok=True, images=n,
-                    stage_s={"list": 2.0, "featurize": P * n / c}))
+                    stage_s={STAGE_LIST: 2.0, STAGE_FEATURIZE: P * n / c}))
     return rows
 
 
@@ -163,7 +164,7 @@ def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, cap
     assert [r.total_cores for r in rows] == [1, 2] and all(r.ok and r.images == 32 for r in rows)
     assert all(r.app_id and r.event_log and r.skew is not None for r in rows)
     runs = sorted((out / "outputs").iterdir())
-    record = json.loads((runs[-1] / "run.json").read_text())
+    record = json.loads((runs[-1] / RUN_RECORD).read_text())
     assert record["spark"]["event_log"] and Path(record["spark"]["event_log"].replace("file:", "", 1)).exists()
     capsys.readouterr()
     assert main(["report", str(runs[-1]), "--json"]) == 0
@@ -210,7 +211,7 @@ def test_planned_cores_counts_executors_still_starting():
 def test_driver_serial_cost_from_two_sizes():
     rows = _rows(sizes=(1920, 6480))
     for row in rows:
-        row.stage_s = {"list": 2.0 + 0.0002 * row.images, "reconcile": 1.0 + 0.0001 * row.images}
+        row.stage_s = {STAGE_LIST: 2.0 + 0.0002 * row.images, STAGE_RECONCILE: 1.0 + 0.0001 * row.images}
         row.busy_core_s = P * row.images
     assert driver_serial_cost(rows) == pytest.approx(0.0003)
     assert driver_serial_cost(_rows()) is None

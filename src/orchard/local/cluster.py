@@ -76,10 +76,6 @@ class LocalCluster:
         self._processes = Processes()
 
     @property
-    def state_file(self) -> Path:
-        return self._state.path
-
-    @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 
