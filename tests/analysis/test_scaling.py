@@ -9,7 +9,7 @@ import pytest
 
 from orchard.analysis.scaling.fit import driver_serial_cost, fit, fit_from_task_time, project, summarise
 from orchard.analysis.scaling.records import Config, Measurement
-from orchard.analysis.scaling.render import read_measurements, write_csv
+from orchard.analysis.scaling.render import read_context, read_measurements, write_csv
 from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_counts, run_conf
 from orchard.cli import main
 from orchard.cloud import pricing
@@ -134,6 +134,8 @@ def test_files_and_re_analysis(tmp_path):
     assert (tmp_path / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     text = (tmp_path / "scale_test.md").read_text()
     assert "efficiency" in text and "m5.xlarge" in text and "- machine: test" in text
+    assert read_context(tmp_path / "scale_test.md") == {"machine": "test"}
+    assert read_context(tmp_path / "absent.md") == {}
     fits = json.loads((tmp_path / "fit.json").read_text())
     assert fits["regression"]["points"] == 6 and fits["task_time"] is None  # no event logs here
     assert len(result["projections"]) == 6

@@ -176,6 +176,19 @@ def _money(value: Optional[float]) -> str:
 
 
 
+def read_context(path: Path) -> Dict[str, str]:
+    """The context lines (`- key: value`) at the top of a scale_test.md, {} without the file."""
+    context: Dict[str, str] = {}
+    if not path.is_file():
+        return context
+    for line in path.read_text(encoding="utf-8").splitlines()[2:]:
+        if not line.startswith("- "):
+            break
+        key, _, value = line[2:].partition(": ")
+        context[key] = value
+    return context
+
+
 def read_measurements(path: Path) -> List[Measurement]:
     """Measurements back from a measurements.csv (to re-fit and re-plot without running)."""
     names = {f for f in Measurement.__dataclass_fields__}
