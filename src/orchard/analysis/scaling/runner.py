@@ -155,6 +155,11 @@ def fill_from_event_logs(rows: Sequence[Measurement]) -> None:
 
 @dataclass
 class ScaleTest:
+    """A scale test: `run()` measures every configuration `repeat` times on each input (after
+    `warmup` uncounted runs) and writes the files into `out`; `finish(rows, context)` fits,
+    projects and writes them from measurements already made. Both return {"rows", "summaries",
+    "fit", "fit_task_time", "projections", "notes", "out"}."""
+
     inputs: List[str]
     configs: List[Config]
     out: Path
@@ -177,8 +182,27 @@ class ScaleTest:
     def run(self) -> Dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
         rows: List[Measurement] = []
+        context = self._context()
         cluster = None
-        master = self.master
+        try:
+            master = self.master
+            if master is None:
+                cluster, master = self._start_cluster()
+                context["cluster"] = (f"orchard local cluster: {max(c.executors for c in self.configs)} workers x "
+                                      f"{max(c.cores for c in self.configs)} cores, {master}")
+            else:
+                context["cluster"] = f"existing master {master}"
+            self._measure_all(master, rows)
+        finally:
+            if cluster is not None:
+                log.info("stopping the local cluster")
+                cluster.down()
+        context["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        context["load average at end"] = _load_average()
+        return self.finish(rows, context)
+
+    def _context(self) -> Dict[str, Any]:
+        """What the report says about the test and the machine before it starts."""
         context: Dict[str, Any] = {
             "inputs": ", ".join(self.inputs), "configurations": ", ".join(c.label for c in self.configs),
             "repetitions": self.repeat, "warm-up runs (not counted)": self.warmup,
@@ -188,34 +212,25 @@ class ScaleTest:
         commit = _git_commit()
         if commit:
             context["orchard commit"] = commit
-        try:
-            if master is None:
-                cluster, master = self._start_cluster()
-                context["cluster"] = (f"orchard local cluster: {max(c.executors for c in self.configs)} workers x "
-                                      f"{max(c.cores for c in self.configs)} cores, {master}")
-            else:
-                context["cluster"] = f"existing master {master}"
-            order = list(self.configs)
-            for i in range(self.warmup):
-                rows.append(measure(order[-1], self.inputs[0], master, self.out, i, True, self.extra_args,
-                                    self.timeout_s, self.keep_outputs, self.executor_memory))
-            for repetition in range(self.repeat):
-                # alternate the order, so a drift in the machine's load does not favour one side
-                for config in (order if repetition % 2 == 0 else order[::-1]):
-                    for input_uri in self.inputs:
-                        rows.append(measure(config, input_uri, master, self.out, repetition, False,
-                                            self.extra_args, self.timeout_s, self.keep_outputs,
-                                            self.executor_memory))
-                        write_csv(self.out / MEASUREMENTS_CSV, rows)
-        finally:
-            if cluster is not None:
-                log.info("stopping the local cluster")
-                cluster.down()
-        context["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        context["load average at end"] = _load_average()
-        return self.finish(rows, context)
+        return context
 
-    def _start_cluster(self):
+    def _measure_all(self, master: str, rows: List[Measurement]) -> None:
+        """The warm-up runs, then every configuration and input `repeat` times, appended to `rows`
+        (and measurements.csv rewritten after each run)."""
+        order = list(self.configs)
+        for i in range(self.warmup):
+            rows.append(measure(order[-1], self.inputs[0], master, self.out, i, True, self.extra_args,
+                                self.timeout_s, self.keep_outputs, self.executor_memory))
+        for repetition in range(self.repeat):
+            # alternate the order, so a drift in the machine's load does not favour one side
+            for config in (order if repetition % 2 == 0 else order[::-1]):
+                for input_uri in self.inputs:
+                    rows.append(measure(config, input_uri, master, self.out, repetition, False,
+                                        self.extra_args, self.timeout_s, self.keep_outputs,
+                                        self.executor_memory))
+                    write_csv(self.out / MEASUREMENTS_CSV, rows)
+
+    def _start_cluster(self) -> Tuple[LocalCluster, str]:
         workers = max(c.executors for c in self.configs)
         cores = max(c.cores for c in self.configs)
         # its own state and free ports, not the usual ones: a worker of another cluster on this
@@ -228,6 +243,7 @@ class ScaleTest:
         return box, status["master_url"]
 
     def finish(self, rows: List[Measurement], context: Dict[str, Any]) -> Dict[str, Any]:
+        """Fit, summarise, project and write every file from `rows`; the result (see the class)."""
         fill_from_event_logs(rows)
         write_csv(self.out / MEASUREMENTS_CSV, rows)
         model: Optional[Fit] = None
@@ -239,8 +255,24 @@ class ScaleTest:
         by_task_time = fit_from_task_time(rows, self.serial_s_per_image)
         summaries = summarise(rows, model)
         write_csv(self.out / SUMMARY_CSV, summaries)
+        projections = self._projections((model, by_task_time), notes)
+        fits = {"regression": asdict(model) if model else None,
+                "task_time": asdict(by_task_time) if by_task_time else None}
+        (self.out / FIT_JSON).write_text(json.dumps(fits, indent=2) + "\n", encoding="utf-8")
+        if summaries:
+            speedup_plot(rows, summaries, model, self.out / SPEEDUP_PNG,
+                         f"orchard scale-test: {', '.join(Path(i.rstrip('/')).name for i in self.inputs)}",
+                         by_task_time)
+        (self.out / REPORT_MD).write_text(markdown(summaries, model, projections, notes, context, by_task_time),
+                                          encoding="utf-8")
+        return {"rows": rows, "summaries": summaries, "fit": model, "fit_task_time": by_task_time,
+                "projections": projections, "notes": notes, "out": self.out}
+
+    def _projections(self, fits: Sequence[Optional[Fit]], notes: List[str]) -> List[Projection]:
+        """Projections from each fit with a positive parallel cost (projection.csv); what
+        prevented one goes to `notes`."""
         projections: List[Projection] = []
-        for candidate in (model, by_task_time):
+        for candidate in fits:
             if candidate is None:
                 continue
             if candidate.parallel_core_s_per_image <= 0:
@@ -255,16 +287,4 @@ class ScaleTest:
                          f"taken as {self.vcpu_speed} core of this machine; F measured here (S3 listing, YARN "
                          "executor start and the cluster's own start are not in it)")
             write_csv(self.out / PROJECTION_CSV, projections)
-        fits = {"regression": asdict(model) if model else None,
-                "task_time": asdict(by_task_time) if by_task_time else None}
-        (self.out / FIT_JSON).write_text(json.dumps(fits, indent=2) + "\n", encoding="utf-8")
-        if summaries:
-            speedup_plot(rows, summaries, model, self.out / SPEEDUP_PNG,
-                         f"orchard scale-test: {', '.join(Path(i.rstrip('/')).name for i in self.inputs)}",
-                         by_task_time)
-        (self.out / REPORT_MD).write_text(markdown(summaries, model, projections, notes, context, by_task_time),
-                                          encoding="utf-8")
-        return {"rows": rows, "summaries": summaries, "fit": model, "fit_task_time": by_task_time,
-                "projections": projections, "notes": notes, "out": self.out}
-
-
+        return projections
