@@ -1,4 +1,6 @@
-"""What a user sees when something is wrong: one line saying what and how to fix it, exit != 0."""
+"""What a user sees when something is wrong: one line saying what and how to fix it, exit != 0;
+and the help of every command and option."""
+import argparse
 import os
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import pytest
 
 from orchard.cli import build_parser
 from orchard.commands.run import config_from_args
+from orchard.names import DEFAULT_MODEL
 from orchard.spark.session import java_major_version
 
 
@@ -34,11 +37,56 @@ def tiny_dataset(tmp_path, sample_dir):
     return tmp_path / "data"
 
 
+def commands(parser: argparse.ArgumentParser, path=None):
+    """(command path, its parser) for the parser and every subcommand under it, nested ones
+    (`aws cluster create`) included; (path, None) for a subcommand registered without help."""
+    path = path or (parser.prog,)
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                yield from commands(sub, path + (name,))
+                if not helps.get(name):
+                    yield path + (name,), None
+
+
+def undocumented(parser: argparse.ArgumentParser):
+    """'command: option' for every subcommand without help and every argument without help text."""
+    missing = []
+    for path, command in commands(parser):
+        if command is None:
+            missing.append(f"{' '.join(path)}: the command itself")
+            continue
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            if not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{' '.join(path)}: {'/'.join(action.option_strings) or action.dest}")
+    return missing
+
+
 def test_help_documents_every_option():
+    parser = build_parser()
+    walked = {path: command for path, command in commands(parser) if command is not None}
+    assert ("orchard", "aws", "cluster", "create") in walked  # the walk reaches nested subcommands
+    assert len(walked) > 15
+    missing = undocumented(parser)
+    assert not missing, "options without help text:\n" + "\n".join(missing)
     text = orchard("run", "--help").stdout
     for option in ("--input", "--output", "--model", "--model-path", "--pca-variance", "--pca-k",
                    "--batch-size", "--master", "--overwrite", "--config", "--profile"):
         assert option in text
+
+
+def test_an_option_without_help_is_caught():
+    parser = build_parser()
+    run = next(command for path, command in commands(parser) if path == ("orchard", "run"))
+    run.add_argument("--undocumented-probe")
+    nested = argparse.ArgumentParser(prog="x")
+    nested.add_subparsers().add_parser("quiet")  # a subcommand without help
+    assert "orchard run: --undocumented-probe" in undocumented(parser)
+    assert undocumented(nested) == ["x quiet: the command itself"]
 
 
 def test_missing_input(tmp_path):
@@ -67,7 +115,7 @@ def test_bad_model_file(tmp_path, tiny_dataset, content, message):
 
 def test_unknown_model(tmp_path, tiny_dataset):
     assert_one_clear_line(orchard("run", "--input", str(tiny_dataset), "--output", str(tmp_path / "o"),
-                                  "--model", "resnet9000"), "unknown model", "mobilenet_v2")
+                                  "--model", "resnet9000"), "unknown model", DEFAULT_MODEL)
 
 
 def test_java_missing(tmp_path, tiny_dataset):

@@ -2,28 +2,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from typing import List, Optional
 
 from orchard import __version__
+from orchard.commands import aws, evaluate, local, models, report, run, scale_test, transfer
 from orchard.errors import OrchardError
 
 # Each module defines register(subparsers); add new capabilities here.
-COMMAND_MODULES = (
-    "orchard.commands.run",
-    "orchard.commands.evaluate",
-    "orchard.commands.models",
-    "orchard.commands.report",
-    "orchard.commands.scale_test",
-    "orchard.commands.aws",
-    "orchard.commands.local",
-    "orchard.commands.transfer",
-)
+COMMAND_MODULES = (run, evaluate, models, report, scale_test, aws, local, transfer)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `orchard` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="orchard",
         description="Turn collections of fruit photos into compact features on Apache Spark.",
@@ -32,12 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line `argv` (default sys.argv[1:]); the exit code (OrchardError: its own, 130 on ^C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

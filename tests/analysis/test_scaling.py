@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from orchard.analysis.scaling.fit import driver_serial_cost, fit, fit_from_task_time, project, summarise
+from orchard.analysis.scaling.records import Config, Measurement
+from orchard.analysis.scaling.render import read_context, read_measurements, write_csv
+from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_counts, run_conf
+from orchard.cli import main
+from orchard.cloud import pricing
 from orchard.errors import OrchardError
-from orchard.analysis.scaling import (
-    Config, Measurement, ScaleTest, configurations, fit, parse_counts, project, read_measurements, run_conf,
-    summarise, write_csv,
-)
+from orchard.names import RUN_RECORD, STAGE_FEATURIZE, STAGE_LIST, STAGE_RECONCILE
+from orchard.pipeline.load import choose_partitions, planned_cores
 
 F, P = 30.0, 0.02  # seconds; core-seconds per image
 
@@ -25,7 +29,7 @@ def _rows(sizes=(6480,), cores=(1, 2), repeat=3, serial=0.0):
                 rows.append(Measurement(
                     config=f"{c}x1", executors=c, cores_per_executor=1, total_cores=c, input=f"data{n}",
                     repetition=r, warmup=False, wall_s=F + serial * n + P * n / c + noise, ok=True, images=n,
-                    stage_s={"list": 2.0, "featurize": P * n / c}))
+                    stage_s={STAGE_LIST: 2.0, STAGE_FEATURIZE: P * n / c}))
     return rows
 
 
@@ -68,8 +72,6 @@ def test_fit_follows_medians_not_a_slowed_run():
 
 
 def test_fit_from_task_time_of_the_loaded_runs():
-    from orchard.analysis.scaling import fit_from_task_time
-
     rows = _rows()
     for row in rows:  # all cores busy: 1.2 x the work per image of the 1-core runs
         row.busy_core_s = P * row.images * (1.2 if row.total_cores == 2 else 1.0)
@@ -112,7 +114,6 @@ def test_projection_time_and_cost():
     assert three.run_s == pytest.approx(model.predict(90_000, 12), rel=1e-3)
     assert ten.run_s < three.run_s
     assert 0 < ten.efficiency_vs_one_node <= 1
-    pricing = pytest.importorskip("orchard.cloud.pricing")
     hourly = pricing.cluster_hourly_cost("m5.xlarge", 3)["total"]
     assert three.hourly_usd == pytest.approx(hourly)
     assert three.run_cost_usd == pytest.approx(hourly * max(three.run_s, 60) / 3600, abs=0.01)
@@ -133,14 +134,14 @@ def test_files_and_re_analysis(tmp_path):
     assert (tmp_path / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     text = (tmp_path / "scale_test.md").read_text()
     assert "efficiency" in text and "m5.xlarge" in text and "- machine: test" in text
+    assert read_context(tmp_path / "scale_test.md") == {"machine": "test"}
+    assert read_context(tmp_path / "absent.md") == {}
     fits = json.loads((tmp_path / "fit.json").read_text())
     assert fits["regression"]["points"] == 6 and fits["task_time"] is None  # no event logs here
     assert len(result["projections"]) == 6
 
 
 def test_command_re_analyses_a_folder(tmp_path, capsys):
-    from orchard.cli import main
-
     write_csv(tmp_path / "measurements.csv", _rows())
     assert main(["scale-test", "--analyse", str(tmp_path), "--nodes", "3", "--images", "90000"]) == 0
     out = capsys.readouterr().out
@@ -152,8 +153,6 @@ def test_command_re_analyses_a_folder(tmp_path, capsys):
 def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, capsys):
     """Two configurations of local[N] on 32 images, one run each; then `orchard report` on a kept run
     counts the tasks per executor that run.json took from Spark's REST API."""
-    from orchard.cli import main
-
     data = tmp_path / "data"
     for folder in sorted((sample_dir / "Training").iterdir())[:2]:
         (data / folder.name).mkdir(parents=True)
@@ -167,7 +166,7 @@ def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, cap
     assert [r.total_cores for r in rows] == [1, 2] and all(r.ok and r.images == 32 for r in rows)
     assert all(r.app_id and r.event_log and r.skew is not None for r in rows)
     runs = sorted((out / "outputs").iterdir())
-    record = json.loads((runs[-1] / "run.json").read_text())
+    record = json.loads((runs[-1] / RUN_RECORD).read_text())
     assert record["spark"]["event_log"] and Path(record["spark"]["event_log"].replace("file:", "", 1)).exists()
     capsys.readouterr()
     assert main(["report", str(runs[-1]), "--json"]) == 0
@@ -179,8 +178,6 @@ def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, cap
 @pytest.mark.parametrize("images, cores", [(1920, 2), (6480, 2), (6480, 1), (500, 12), (90_000, 12),
                                            (10_000_000, 200), (1000, 8), (33, 1)])
 def test_partitions_are_whole_waves_of_bounded_tasks(images, cores):
-    from orchard.pipeline.load import choose_partitions
-
     partitions = choose_partitions(images, cores)
     assert partitions % cores == 0  # no last, partial wave
     assert partitions // cores <= max(4, -(-images // (cores * 2000)))
@@ -188,8 +185,6 @@ def test_partitions_are_whole_waves_of_bounded_tasks(images, cores):
 
 
 def test_partitions_for_few_images_and_the_bench():
-    from orchard.pipeline.load import choose_partitions
-
     assert choose_partitions(6480, 2) == 4  # the bench on this 2-core machine: 2 waves of 1620 images
     assert choose_partitions(100, 8) == 3  # not enough for every core: tasks of at least 32 images
     assert choose_partitions(0, 4) == 1 and choose_partitions(5, 4) == 1
@@ -206,8 +201,6 @@ class _FakeSpark:
 
 
 def test_planned_cores_counts_executors_still_starting():
-    from orchard.pipeline.load import planned_cores
-
     standalone = {"spark.master": "spark://h:7077", "spark.cores.max": "8"}
     assert planned_cores(_FakeSpark(standalone, 2)) == 8  # 1 executor of 8 registered so far
     assert planned_cores(_FakeSpark({**standalone, "spark.cores.max": "1"}, 2)) == 1  # not the master's minimum 2
@@ -218,11 +211,9 @@ def test_planned_cores_counts_executors_still_starting():
 
 
 def test_driver_serial_cost_from_two_sizes():
-    from orchard.analysis.scaling import driver_serial_cost, fit_from_task_time
-
     rows = _rows(sizes=(1920, 6480))
     for row in rows:
-        row.stage_s = {"list": 2.0 + 0.0002 * row.images, "reconcile": 1.0 + 0.0001 * row.images}
+        row.stage_s = {STAGE_LIST: 2.0 + 0.0002 * row.images, STAGE_RECONCILE: 1.0 + 0.0001 * row.images}
         row.busy_core_s = P * row.images
     assert driver_serial_cost(rows) == pytest.approx(0.0003)
     assert driver_serial_cost(_rows()) is None

@@ -1,101 +1,26 @@
-"""The local cluster's parts, fast: ports, process records, stale state, profile settings,
-configuration files, the download cache, and push/pull (against moto's in-process S3).
+"""The local cluster's orchestration, fast (orchard.local.cluster): status of a recorded box, stale
+state, up and down with stand-in processes.
 
-The real box (Spark + SeaweedFS + HDFS) is started in test_cluster_integration.py.
+The real box (Spark + SeaweedFS + HDFS) is started in test_cluster_integration.py. The push and
+pull tests below move to tests/storage.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
-import socket
-import stat
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from orchard.cli import main
 from orchard.errors import OrchardError
-from orchard.local import cluster, deps as localdeps, hdfs, store as localstore
-from orchard.local.cluster import LocalCluster, choose_ports, process_start_time, profile_conf
-
-
-# -- ports ------------------------------------------------------------------------------------
-def test_choose_ports_prefers_the_usual_ports_and_replaces_busy_ones():
-    busy = {7077}
-    ports = choose_ports({"spark_master": 7077, "spark_master_ui": 8080, "s3": 8333},
-                         is_free=lambda port: port not in busy)
-    assert ports["spark_master_ui"] == 8080 and ports["s3"] == 8333
-    assert ports["spark_master"] not in (7077, 8080, 8333)
-    assert len(set(ports.values())) == 3
-
-
-def test_choose_ports_without_preference_takes_distinct_free_ports():
-    ports = choose_ports({f"p{i}": 8080 for i in range(6)}, prefer=False)
-    assert len(set(ports.values())) == 6
-    assert all(cluster.port_is_free(port) for port in ports.values())
-
-
-def test_a_listening_port_is_not_free():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        assert not cluster.port_is_free(server.getsockname()[1])
-
-
-# -- processes and state ------------------------------------------------------------------------
-def _sleeper() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                            start_new_session=True)
-
-
-@pytest.fixture
-def sleepers():
-    started = []
-
-    def start():
-        process = _sleeper()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
-def _write_state(state_dir: Path, processes, settings=None) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state = {
-        "version": 1, "started_at": "2026-01-01T00:00:00+00:00",
-        "settings": settings or {"workers": 1, "cores": 1, "memory": "1g", "hdfs": True, "s3": True},
-        "ports": {"spark_master": 17077, "spark_master_ui": 18080, "spark_worker_ui_0": 18081,
-                  "s3": 18333, "s3_filer": 18888, "s3_master": 19333, "namenode": 19000,
-                  "namenode_ui": 19870},
-        "s3a_jars": ["/cache/hadoop-aws-3.3.1.jar", "/cache/aws-java-sdk-bundle-1.11.901.jar"],
-        "processes": processes,
-    }
-    (state_dir / "state.json").write_text(json.dumps(state))
-
-
-def _record(name, pid, start_time="auto"):
-    return {"name": name, "pid": pid, "log": f"/logs/{name}.log",
-            "start_time": process_start_time(pid) if start_time == "auto" else start_time}
-
-
-def test_process_start_time_identifies_live_processes_only(sleepers):
-    assert process_start_time(os.getpid())
-    process = sleepers()
-    started = process_start_time(process.pid)
-    assert started and process_start_time(process.pid) == started
-    process.kill()
-    process.wait()
-    assert process_start_time(process.pid) is None
+from orchard.local import deps as localdeps, store as localstore
+from orchard.local.cluster import LocalCluster
+from orchard.local.processes import process_start_time
+from orchard.local.state import STATE_FILE
+from tests.local.boxes import record, write_state
 
 
 def test_status_of_a_box_never_started(tmp_path):
@@ -118,7 +43,7 @@ def test_status_reads_the_recorded_box(tmp_path, sleepers):
     box = LocalCluster(tmp_path / "box")
     localstore.credentials(box.state_dir / "s3")
     process = sleepers()
-    _write_state(box.state_dir, [_record("spark-master", process.pid)])
+    write_state(box.state_dir, [record("spark-master", process.pid)])
     status = box.status()
     assert status["running"] and not status["stale"]
     assert status["master_url"] == "spark://127.0.0.1:17077"
@@ -136,7 +61,7 @@ def test_a_dead_process_makes_the_state_stale_and_down_stops_the_rest(tmp_path, 
     dead, alive = sleepers(), sleepers()
     dead.kill()
     dead.wait()
-    _write_state(box.state_dir, [_record("seaweedfs", dead.pid, "12345"), _record("spark-master", alive.pid)])
+    write_state(box.state_dir, [record("seaweedfs", dead.pid, "12345"), record("spark-master", alive.pid)])
     status = box.status()
     assert status["stale"] and not status["running"]
     with pytest.raises(OrchardError, match="crashed"):
@@ -144,7 +69,7 @@ def test_a_dead_process_makes_the_state_stale_and_down_stops_the_rest(tmp_path, 
     result = box.down()
     assert result["stopped"] == {"spark-master": alive.pid}
     assert alive.wait(timeout=10) is not None
-    assert not (box.state_dir / "state.json").exists()
+    assert not (box.state_dir / STATE_FILE).exists()
     assert box.status()["pids"] == {}
 
 
@@ -152,7 +77,7 @@ def test_down_never_signals_a_reused_pid(tmp_path, sleepers):
     """A recorded pid now used by another process (different start time) is left alone."""
     box = LocalCluster(tmp_path / "box")
     stranger = sleepers()
-    _write_state(box.state_dir, [_record("spark-master", stranger.pid, "not-its-start-time")])
+    write_state(box.state_dir, [record("spark-master", stranger.pid, "not-its-start-time")])
     assert box.down()["stopped"] == {}
     time.sleep(0.2)
     assert stranger.poll() is None
@@ -169,7 +94,7 @@ def test_down_also_stops_what_a_recorded_process_started_in_its_group(tmp_path):
         stdout=subprocess.PIPE, text=True, start_new_session=True)
     child_pid = int(parent.stdout.readline())
     try:
-        _write_state(box.state_dir, [_record("spark-worker-0", parent.pid)])
+        write_state(box.state_dir, [record("spark-worker-0", parent.pid)])
         box.down(timeout=3)
         parent.wait(timeout=10)
         assert process_start_time(child_pid) is None
@@ -198,11 +123,11 @@ def test_up_on_stale_state_cleans_up_and_starts_afresh(tmp_path, sleepers, monke
     dead, survivor = sleepers(), sleepers()
     dead.kill()
     dead.wait()
-    _write_state(box.state_dir, [_record("seaweedfs", dead.pid, "1"), _record("spark-master", survivor.pid)])
+    write_state(box.state_dir, [record("seaweedfs", dead.pid, "1"), record("spark-master", survivor.pid)])
     box.up(workers=3, cores=2, memory="1g", hdfs=False, s3=True)
     assert survivor.wait(timeout=10) is not None  # the crashed session's survivor was stopped
     assert len(started) == 1
-    state = json.loads((box.state_dir / "state.json").read_text())
+    state = json.loads((box.state_dir / STATE_FILE).read_text())
     assert state["settings"] == {"workers": 3, "cores": 2, "memory": "1g", "hdfs": False, "s3": True}
     assert {f"spark_worker_ui_{i}" for i in range(3)} <= set(state["ports"])
     assert not any(name.startswith("namenode") for name in state["ports"])
@@ -213,7 +138,7 @@ def test_a_second_up_reports_the_running_box(tmp_path, sleepers, monkeypatch):
     _no_real_services(monkeypatch, started)
     box = LocalCluster(tmp_path / "box")
     process = sleepers()
-    _write_state(box.state_dir, [_record("spark-master", process.pid)])
+    write_state(box.state_dir, [record("spark-master", process.pid)])
     status = box.up(workers=4)
     assert started == [] and status["already_running"] and status["running"]
     assert "orchard local down" in status["note"]
@@ -226,160 +151,3 @@ def test_up_checks_its_arguments(tmp_path):
         box.up(workers=0)
     with pytest.raises(OrchardError, match="512m or 2g"):
         box.up(memory="lots")
-
-
-# -- the local profile ---------------------------------------------------------------------------
-def _status(hdfs_url="hdfs://127.0.0.1:9000"):
-    return {
-        "master_url": "spark://127.0.0.1:7077", "settings": {"cores": 1, "memory": "2g"},
-        "s3_endpoint": "http://127.0.0.1:8333", "access_key": "AK", "secret_key": "SK",
-        "s3a_jars": ["/c/hadoop-aws-3.3.1.jar", "/c/aws-java-sdk-bundle-1.11.901.jar"],
-        "hdfs_url": hdfs_url,
-    }
-
-
-def test_profile_conf_points_spark_at_the_box():
-    conf = profile_conf(_status())
-    assert conf["spark.master"] == "spark://127.0.0.1:7077"
-    assert conf["spark.jars"] == "/c/hadoop-aws-3.3.1.jar,/c/aws-java-sdk-bundle-1.11.901.jar"
-    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:8333"
-    assert conf["spark.hadoop.fs.s3a.access.key"] == "AK"
-    assert conf["spark.hadoop.fs.s3a.secret.key"] == "SK"
-    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
-    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
-    assert conf["spark.hadoop.fs.s3.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
-    assert conf["spark.hadoop.fs.defaultFS"] == "hdfs://127.0.0.1:9000"
-    assert conf["spark.hadoop.dfs.replication"] == "1"
-    assert conf["spark.executor.memory"] == "1024m"
-    assert "spark.hadoop.fs.defaultFS" not in profile_conf(_status(hdfs_url=None))
-
-
-def test_the_local_profile_says_how_to_start_the_box(tmp_path, monkeypatch):
-    from orchard.local.profiles import profile_spark_conf
-
-    monkeypatch.setenv("ORCHARD_STATE_DIR", str(tmp_path / "none"))
-    with pytest.raises(OrchardError, match="orchard local up"):
-        profile_spark_conf("local")
-
-
-# -- configuration files ---------------------------------------------------------------------------
-def test_credentials_are_generated_once_per_state_dir(tmp_path):
-    first = localstore.credentials(tmp_path / "a")
-    assert localstore.credentials(tmp_path / "a") == first
-    assert localstore.credentials(tmp_path / "b") != first
-    file = tmp_path / "a" / localstore.IDENTITIES_FILE
-    assert stat.S_IMODE(file.stat().st_mode) == 0o600
-    identity = json.loads(file.read_text())["identities"][0]
-    assert identity["credentials"][0]["accessKey"] == first["access_key"]
-
-
-def test_weed_listens_on_loopback_with_signed_requests(tmp_path):
-    ports = {name: 20000 + i for i, name in enumerate(
-        ["s3", "s3_grpc", "s3_master", "s3_master_grpc", "s3_volume", "s3_volume_grpc", "s3_filer", "s3_filer_grpc"])}
-    command = localstore.weed_command(Path("/bin/weed"), tmp_path, ports)
-    assert command[:2] == ["/bin/weed", "server"]
-    assert "-ip.bind=127.0.0.1" in command and "-s3" in command
-    assert f"-s3.port={ports['s3']}" in command and f"-master.port.grpc={ports['s3_master_grpc']}" in command
-    assert f"-s3.config={tmp_path / localstore.IDENTITIES_FILE}" in command
-
-
-def test_hdfs_config_for_java17_and_one_datanode(tmp_path):
-    ports = {"namenode": 19000, "namenode_ui": 19870, "datanode": 19866, "datanode_ui": 19864,
-             "datanode_ipc": 19867}
-    conf = hdfs.write_config(tmp_path, ports)
-    for name in ("hdfs", "datanode", "secondary", "journal", "static"):
-        assert (conf / "webapps" / name / "WEB-INF" / "web.xml").is_file()
-    site = (conf / "hdfs-site.xml").read_text()
-    assert "<name>dfs.replication</name><value>1</value>" in site
-    assert "<name>dfs.webhdfs.enabled</name><value>false</value>" in site
-    assert "127.0.0.1:19866" in site
-    assert "hdfs://127.0.0.1:19000" in (conf / "core-site.xml").read_text()
-    assert not hdfs.is_formatted(tmp_path)
-    assert hdfs.namenode_state(cluster.free_port(set())) is None
-
-
-# -- the download cache ----------------------------------------------------------------------------
-def _sdist(path: Path, files) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def test_jars_are_extracted_once_then_served_from_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ORCHARD_CACHE_DIR", str(tmp_path / "cache"))
-    downloads = []
-
-    def fake_download(requirement, into):
-        downloads.append(requirement)
-        return _sdist(into / "sagemaker_pyspark-1.4.5.tar.gz", {
-            "sagemaker_pyspark-1.4.5/deps/jars/hadoop-aws-3.3.1.jar": b"aws",
-            "sagemaker_pyspark-1.4.5/deps/jars/aws-java-sdk-bundle-1.11.901.jar": b"bundle",
-            "sagemaker_pyspark-1.4.5/deps/jars/aws-java-sdk-s3-1.12.262.jar": b"not wanted",
-        })
-
-    monkeypatch.setattr(localdeps, "_download_sdist", fake_download)
-    jars = localdeps.s3a_jars()
-    assert [j.name for j in jars] == list(localdeps.S3A_JARS)
-    assert jars[0].read_bytes() == b"aws"
-    assert sorted(p.name for p in jars[0].parent.iterdir()) == sorted([*localdeps.S3A_JARS, ".complete"])
-    assert localdeps.s3a_jars() == jars and downloads == ["sagemaker-pyspark==1.4.5"]
-    assert not list((tmp_path / "cache" / "local-cluster").glob("download-*"))  # archive deleted
-
-
-def test_a_failed_download_says_what_and_why(tmp_path, monkeypatch):
-    monkeypatch.setenv("ORCHARD_CACHE_DIR", str(tmp_path / "cache"))
-
-    def no_network(command, **kwargs):
-        return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version that "
-                                           "satisfies the requirement pyspark==2.4.8\n")
-
-    monkeypatch.setattr(localdeps.subprocess, "run", no_network)
-    with pytest.raises(OrchardError, match=r"could not download .*PyPI.*satisfies"):
-        localdeps.hadoop_jars()
-
-
-def test_missing_members_are_reported(tmp_path):
-    archive = _sdist(tmp_path / "x.tar.gz", {"x/deps/jars/a.jar": b"a"})
-    with pytest.raises(OrchardError, match="lacks b.jar"):
-        localdeps._extract_members(archive, "deps/jars", ["a.jar", "b.jar"], tmp_path / "out")
-
-
-# -- the commands ---------------------------------------------------------------------------------
-def test_local_status_command_when_nothing_runs(tmp_path, capsys):
-    assert main(["local", "status", "--state-dir", str(tmp_path / "box")]) == 0
-    assert "not running" in capsys.readouterr().out
-    assert main(["local", "status", "--json", "--state-dir", str(tmp_path / "box")]) == 0
-    assert json.loads(capsys.readouterr().out)["running"] is False
-    assert main(["local", "down", "--state-dir", str(tmp_path / "box")]) == 0
-    assert "nothing was running" in capsys.readouterr().out
-
-
-def test_local_status_command_shows_urls_keys_and_pids(tmp_path, sleepers, capsys):
-    box = LocalCluster(tmp_path / "box")
-    keys = localstore.credentials(box.state_dir / "s3")
-    process = sleepers()
-    _write_state(box.state_dir, [_record("spark-master", process.pid)])
-    assert main(["local", "status", "--state-dir", str(box.state_dir)]) == 0
-    out = capsys.readouterr().out
-    for text in ("spark://127.0.0.1:17077", "http://127.0.0.1:18080", "0 of 1", keys["secret_key"],
-                 "hdfs://127.0.0.1:19000", f"spark-master={process.pid}"):
-        assert text in out
-
-
-def test_weeds_leftover_grpc_sockets_are_removed(tmp_path):
-    port = cluster.free_port(set())
-    path = Path(f"/tmp/seaweedfs-s3-grpc-{port}.sock")
-    with socket.socket(socket.AF_UNIX) as server:
-        server.bind(str(path))
-    other = tmp_path / "not-a-socket"
-    other.write_text("x")
-    try:
-        localstore.remove_grpc_sockets({"s3_grpc": port})
-        assert not path.exists()
-    finally:
-        if path.exists():
-            path.unlink()
-    assert localstore.weed_env(tmp_path)["TMPDIR"] == str(tmp_path / "tmp")

@@ -18,7 +18,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from orchard.local.cluster import LocalCluster, group_members, process_start_time
+from orchard.local.cluster import LocalCluster
+from orchard.local.processes import group_members, process_start_time
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

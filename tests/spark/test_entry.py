@@ -18,6 +18,7 @@ import pytest
 from orchard.cloud.artifacts import ENTRY_SCRIPT
 from orchard.cloud.emr import orchard_run_args, spark_submit_args, step_request
 from orchard.cloud.layout import Layout
+from orchard.names import FEATURES_DIR, RUN_RECORD
 
 
 def spark_submit_binary() -> str:
@@ -54,9 +55,9 @@ def test_spark_submit_of_the_entry_script_runs_orchard_run(tmp_path, sample_dir,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout[result.stdout.index("{"):])  # what the step's stdout log holds
-    record = json.loads((output / "run.json").read_text())
+    record = json.loads((output / RUN_RECORD).read_text())
     assert record["counts"] == {"found": 18, "images": 18, "featurized": 18, "errors": 0, "ignored": 0}
     assert summary["counts"] == record["counts"]
     assert record["pca"]["k"] == 3
     assert record["master"] == "local[2]"  # spark-submit's master, not orchard's default
-    assert (output / "features").is_dir()
+    assert (output / FEATURES_DIR).is_dir()

@@ -1,7 +1,9 @@
 """Executor task counts (read in-process from Spark's status store, as the REST API serves them); JVM options."""
 from __future__ import annotations
 
-from orchard.spark.session import _rest_executors, _status_store_executors, executor_task_counts
+import os
+
+from orchard.spark.session import QUICK_JIT, _rest_executors, _status_store_executors, executor_task_counts
 
 
 def test_status_store_matches_the_rest_api(spark):
@@ -14,14 +16,10 @@ def test_status_store_matches_the_rest_api(spark):
 
 
 def test_a_local_jvm_runs_with_the_quick_jit(spark):
-    from orchard.spark.session import QUICK_JIT
-
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert QUICK_JIT in list(runtime.getInputArguments())
 
 
 def test_a_local_jvm_runs_one_blas_thread_per_task(spark):
-    import os
-
     expected = os.environ.get("OPENBLAS_NUM_THREADS", "1")  # "1" unless the user chose otherwise
     assert spark.sparkContext._jvm.java.lang.System.getenv("OPENBLAS_NUM_THREADS") == expected

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from orchard.errors import OrchardError
+
 
 def evaluate_features(spark, features_uri: str, column: str = "pca",
                       train_split: str = "Training", test_split: str = "Test") -> Dict[str, Any]:
@@ -13,8 +15,6 @@ def evaluate_features(spark, features_uri: str, column: str = "pca",
     from pyspark.ml.feature import StringIndexer
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import functions as F
-
-    from orchard.errors import OrchardError
 
     table = spark.read.parquet(features_uri).where(F.col(column).isNotNull())
     table = table.withColumn("x", array_to_vector(column)).cache()

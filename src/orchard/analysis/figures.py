@@ -5,15 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List
 
-from orchard.analysis.metrics import Analysis, StageStats, available_cores, concurrency
+from orchard.analysis.metrics import PER_IMAGE_STAGES, Analysis, StageStats, available_cores, concurrency
+from orchard.names import (
+    STAGE_FEATURIZE, STAGE_LIST, STAGE_MODEL, STAGE_PCA_FIT, STAGE_RECONCILE, STAGE_SPARK_START, STAGE_WRITE_ERRORS,
+    STAGE_WRITE_FEATURES, STAGE_WRITE_MODEL,
+)
 
-PHASE_COLOURS = {
-    "startup": "#b0b0b0", "list": "#d9b26f", "read": "#4c72b0", "featurize": "#55a868",
+PHASE_COLOURS = {  # every phase of orchard.analysis.metrics.PHASES
+    "startup": "#b0b0b0", "list": "#d9b26f", "read": "#4c72b0", "featurize": "#55a868", "reconcile": "#dd8452",
     "pca": "#c44e52", "write": "#8172b2", "other": "#8c8c8c",
 }
-STAGE_COLOURS = {  # orchard pipeline stages (driver-side windows)
-    "model": "#b0b0b0", "spark_start": "#b0b0b0", "list": "#d9b26f", "featurize": "#55a868",
-    "pca_fit": "#c44e52", "write_features": "#8172b2", "write_errors": "#a99bd0", "write_model": "#a99bd0",
+STAGE_COLOURS = {  # every stage of orchard.names.STAGES (driver-side windows)
+    STAGE_MODEL: "#b0b0b0", STAGE_SPARK_START: "#b0b0b0", STAGE_LIST: "#d9b26f", STAGE_FEATURIZE: "#55a868",
+    STAGE_RECONCILE: "#dd8452", STAGE_PCA_FIT: "#c44e52", STAGE_WRITE_FEATURES: "#8172b2",
+    STAGE_WRITE_ERRORS: "#a99bd0", STAGE_WRITE_MODEL: "#a99bd0",
 }
 DPI = 110
 
@@ -288,8 +293,7 @@ def time_split(a: Analysis, path: Path) -> Path:
         top = max(values) or 1
         for y, name in enumerate(names):
             rate = a.images_per_s.get(name)
-            text = f"{a.wall_by_stage[name]:.1f} s" + (f" · {rate:,.0f} images/s" if rate and name in (
-                "featurize", "list", "pca_fit", "write_features") else "")
+            text = f"{a.wall_by_stage[name]:.1f} s" + (f" · {rate:,.0f} images/s" if rate and name in PER_IMAGE_STAGES else "")
             wall_axis.text(a.wall_by_stage[name] + top * 0.01, y, text, va="center", fontsize=8)
         wall_axis.set_yticks(range(len(names)))
         wall_axis.set_yticklabels(names, fontsize=8)
@@ -316,5 +320,6 @@ FIGURES = (
 
 
 def render_all(a: Analysis, folder: Path) -> List[Path]:
+    """Every figure of FIGURES as a PNG in `folder` (created); their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     return [make(a, folder / name) for name, make, _ in FIGURES]

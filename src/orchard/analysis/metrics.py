@@ -12,13 +12,22 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from orchard.analysis.eventlog import STAGE_PROPERTY, EventLog, Stage, Task
+from orchard.analysis.eventlog import EventLog, Stage, Task
+from orchard.names import (
+    STAGE_FEATURIZE, STAGE_LIST, STAGE_MODEL, STAGE_PCA_FIT, STAGE_PROPERTY, STAGE_RECONCILE, STAGE_SPARK_START,
+    STAGE_WRITE_ERRORS, STAGE_WRITE_FEATURES, STAGE_WRITE_MODEL,
+)
 
-PHASES = ("startup", "list", "read", "featurize", "pca", "write", "other")
+# Parts of a run the analysis reports; every Spark stage falls in one.
+PHASES = ("startup", "list", "read", "featurize", "reconcile", "pca", "write", "other")
+# The phase of each stage of `orchard run` (orchard.names.STAGES), by the tag on its Spark jobs.
 PHASE_OF_ORCHARD_STAGE = {
-    "model": "startup", "spark_start": "startup", "list": "list", "featurize": "featurize",
-    "pca_fit": "pca", "write_features": "write", "write_errors": "write", "write_model": "write",
+    STAGE_MODEL: "startup", STAGE_SPARK_START: "startup", STAGE_LIST: "list", STAGE_FEATURIZE: "featurize",
+    STAGE_RECONCILE: "reconcile", STAGE_PCA_FIT: "pca", STAGE_WRITE_FEATURES: "write",
+    STAGE_WRITE_ERRORS: "write", STAGE_WRITE_MODEL: "write",
 }
+# Stages of `orchard run` that handle every image: their images/s is reported.
+PER_IMAGE_STAGES = (STAGE_LIST, STAGE_FEATURIZE, STAGE_PCA_FIT, STAGE_WRITE_FEATURES)
 MIN_GAP_S = 0.5  # idle gaps shorter than this are scheduling noise
 SKEW_MIN_TASK_S = 1.0  # skew of stages whose longest task is shorter is not worth a verdict
 
@@ -325,26 +334,35 @@ def _cores_at(steps: List[Tuple[float, int]], time: float) -> int:
 # --------------------------------------------------------------------------- analysis
 
 
-def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
-    """Metrics and verdict for one application (`record`: its run.json, when known)."""
-    record = record or {}
+@dataclass(frozen=True)
+class _Clock:
+    """Seconds from `t0_ms` (the run's origin) of a time in epoch milliseconds; None is t0."""
+
+    t0_ms: int
+
+    def s(self, ms: Optional[float]) -> float:
+        return ((ms if ms is not None else self.t0_ms) - self.t0_ms) / 1000.0
+
+
+def time_origin(app: EventLog, record: Dict[str, Any]) -> Tuple[int, str]:
+    """(t0 in epoch ms, what it is): the pipeline's start when run.json gives it, else the
+    application's start."""
     started_at = record.get("stage_started_at") or {}
-    app_start_ms = app.start_ms or min((t.launch_ms for t in app.tasks), default=0)
     if started_at:
-        t0_ms, t0_label = int(min(started_at.values()) * 1000), "pipeline start"
-    else:
-        t0_ms, t0_label = app_start_ms, "application start"
-    end_ms = app.last_ms
+        return int(min(started_at.values()) * 1000), "pipeline start"
+    return _app_start_ms(app), "application start"
 
-    def rel(ms: Optional[float]) -> float:
-        return ((ms if ms is not None else t0_ms) - t0_ms) / 1000.0
 
-    task_cpus = app.task_cpus
-    tasks = sorted(app.tasks, key=lambda t: (t.launch_ms, t.task_id))
+def _app_start_ms(app: EventLog) -> int:
+    return app.start_ms or min((t.launch_ms for t in app.tasks), default=0)
 
-    # executors: the driver counts only in local mode, where it runs the tasks
-    executor_rows: List[ExecutorStats] = []
+
+def executor_stats(app: EventLog, tasks: List[Task], clock: _Clock) -> List[ExecutorStats]:
+    """One row per executor, driver first; the driver counts only in local mode, where it runs
+    the tasks. Times in seconds from t0, busy/available in core-seconds."""
+    rows: List[ExecutorStats] = []
     runs_tasks = {t.executor for t in tasks}
+    app_start_ms, end_ms = _app_start_ms(app), app.last_ms
     for executor in app.executors.values():
         if executor.id == "driver" and "driver" not in runs_tasks and len(app.executors) > 1:
             continue
@@ -352,29 +370,83 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
         start = max(executor.added_ms, app_start_ms)
         end = min(executor.removed_ms or end_ms, end_ms)
         available = executor.cores * max(0.0, (end - start) / 1000)
-        busy = sum(t.duration_ms for t in mine) / 1000 * task_cpus
+        busy = sum(t.duration_ms for t in mine) / 1000 * app.task_cpus
         first = min((t.launch_ms for t in mine), default=None)
-        intervals = [(rel(t.launch_ms), rel(t.finish_ms)) for t in mine]
-        executor_rows.append(ExecutorStats(
+        intervals = [(clock.s(t.launch_ms), clock.s(t.finish_ms)) for t in mine]
+        rows.append(ExecutorStats(
             id=executor.id, host=executor.host, cores=executor.cores,
-            start_s=rel(start), end_s=rel(end), tasks=len(mine),
+            start_s=clock.s(start), end_s=clock.s(end), tasks=len(mine),
             failed_tasks=sum(1 for t in mine if t.failed), busy_core_s=busy,
             available_core_s=available, utilisation=busy / available if available else 0.0,
-            first_task_s=rel(first) if first is not None else None,
+            first_task_s=clock.s(first) if first is not None else None,
             wait_for_first_task_s=(first - start) / 1000 if first is not None else None,
-            idle_gaps=gaps_between(intervals, rel(start), rel(end)),
+            idle_gaps=gaps_between(intervals, clock.s(start), clock.s(end)),
         ))
-    executor_rows.sort(key=lambda e: (e.id != "driver", int(e.id) if e.id.isdigit() else 0, e.id))
-    cores_steps = available_cores(executor_rows)
-    total_cores = max((level for _, level in cores_steps), default=0) or sum(e.cores for e in executor_rows)
+    rows.sort(key=lambda e: (e.id != "driver", int(e.id) if e.id.isdigit() else 0, e.id))
+    return rows
 
-    slots = assign_slots(tasks, {e.id: max(1, e.cores // task_cpus) for e in executor_rows})
 
-    # stages
+def _lane_waits(tasks: List[Task], slots: Dict[int, Tuple[str, int]], task_cpus: int
+                ) -> Tuple[float, List[float], List[float]]:
+    """(core-seconds the lanes waited for the stage's last task, durations of the first task on
+    each lane, durations of the later ones), for the tasks of one stage."""
+    last_on_lane: Dict[Tuple[str, int], int] = {}
+    first_on_lane: Dict[Tuple[str, int], Task] = {}
+    for task in tasks:
+        lane = slots[task.task_id]
+        last_on_lane[lane] = max(last_on_lane.get(lane, 0), task.finish_ms)
+        if lane not in first_on_lane or task.launch_ms < first_on_lane[lane].launch_ms:
+            first_on_lane[lane] = task
+    stage_end = max(t.finish_ms for t in tasks)
+    tail = sum(stage_end - end for end in last_on_lane.values()) / 1000 * task_cpus
+    first_ids = {t.task_id for t in first_on_lane.values()}
+    first_wave = [t.duration_ms / 1000 for t in tasks if t.task_id in first_ids]
+    later = [t.duration_ms / 1000 for t in tasks if t.task_id not in first_ids]
+    return tail, first_wave, later
+
+
+def _one_stage(app: EventLog, stage: Stage, mine: List[Task], phase: str, tag: Optional[str],
+               slots: Dict[int, Tuple[str, int]], cores_steps: List[Tuple[float, int]], total_cores: int,
+               clock: _Clock) -> StageStats:
+    task_cpus = app.task_cpus
+    start_ms = stage.submitted_ms or min(t.launch_ms for t in mine)
+    finish_ms = stage.completed_ms or max(t.finish_ms for t in mine)
+    durations = [t.duration_ms / 1000 for t in mine]
+    # rows read from files or the shuffle; for cached data Spark counts cached batches: unknown
+    counted = any(s.startswith("Scan") for s in stage.scopes) or any(t.shuffle_read_records for t in mine)
+    records = [t.records if counted else 0 for t in mine]
+    bytes_in = [t.bytes_in for t in mine]
+    duration = max(1e-3, (finish_ms - start_ms) / 1000)
+    busy = sum(durations) * task_cpus
+    cores = _cores_at(cores_steps, clock.s(start_ms + 1)) or total_cores
+    median = _median(durations)
+    tail, first_wave, later = _lane_waits(mine, slots, task_cpus)
+    return StageStats(
+        stage_id=stage.stage_id, attempt=stage.attempt, name=stage.name, phase=phase,
+        job_id=stage.job_id, orchard_stage=tag, n_tasks=len(mine),
+        failed_tasks=sum(1 for t in mine if t.failed),
+        start_s=clock.s(start_ms), end_s=clock.s(finish_ms), duration_s=duration, busy_core_s=busy,
+        task_s=durations, median_task_s=median, p90_task_s=_percentile(durations, 0.9),
+        max_task_s=max(durations), skew=max(durations) / median if median > 0 else 1.0,
+        records=sum(records), records_per_task=_spread(records),
+        bytes_in=sum(bytes_in), bytes_per_task=_spread(bytes_in),
+        input_bytes=sum(t.input_bytes for t in mine), output_bytes=sum(t.output_bytes for t in mine),
+        shuffle_read_bytes=sum(t.shuffle_read_bytes for t in mine),
+        shuffle_write_bytes=sum(t.shuffle_write_bytes for t in mine),
+        spilled_bytes=sum(t.spilled_bytes for t in mine),
+        records_per_s=sum(records) / duration, cores=cores,
+        idle_core_s=max(0.0, cores * duration - busy), waves=len(mine) * task_cpus / max(cores, 1),
+        tail_idle_core_s=tail, first_wave_median_s=_median(first_wave), later_median_s=_median(later),
+    )
+
+
+def stage_stats(app: EventLog, tasks: List[Task], slots: Dict[int, Tuple[str, int]],
+                cores_steps: List[Tuple[float, int]], total_cores: int, clock: _Clock) -> List[StageStats]:
+    """One row per Spark stage that ran tasks, in submission order, with its pipeline phase."""
     by_stage: Dict[Tuple[int, int], List[Task]] = {}
     for task in tasks:
         by_stage.setdefault((task.stage_id, task.stage_attempt), []).append(task)
-    stage_rows: List[StageStats] = []
+    rows: List[StageStats] = []
     featurize_seen = False
     for stage in sorted(app.stages.values(), key=lambda s: (s.submitted_ms or 0, s.stage_id, s.attempt)):
         mine = by_stage.get(stage.key, [])
@@ -384,153 +456,171 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
         tag = stage.properties.get(STAGE_PROPERTY) or (job.orchard_stage if job else None)
         phase = stage_phase(stage, tag, mine, featurize_seen)
         featurize_seen = featurize_seen or phase == "featurize"
-        start_ms = stage.submitted_ms or min(t.launch_ms for t in mine)
-        finish_ms = stage.completed_ms or max(t.finish_ms for t in mine)
-        durations = [t.duration_ms / 1000 for t in mine]
-        # rows read from files or the shuffle; for cached data Spark counts cached batches: unknown
-        counted = any(s.startswith("Scan") for s in stage.scopes) or any(t.shuffle_read_records for t in mine)
-        records = [t.records if counted else 0 for t in mine]
-        bytes_in = [t.bytes_in for t in mine]
-        duration = max(1e-3, (finish_ms - start_ms) / 1000)
-        busy = sum(durations) * task_cpus
-        cores = _cores_at(cores_steps, rel(start_ms + 1)) or total_cores
-        median = _median(durations)
-        last_on_lane: Dict[Tuple[str, int], int] = {}
-        first_on_lane: Dict[Tuple[str, int], Task] = {}
-        for task in mine:
-            lane = slots[task.task_id]
-            last_on_lane[lane] = max(last_on_lane.get(lane, 0), task.finish_ms)
-            if lane not in first_on_lane or task.launch_ms < first_on_lane[lane].launch_ms:
-                first_on_lane[lane] = task
-        stage_end = max(t.finish_ms for t in mine)
-        tail = sum(stage_end - end for end in last_on_lane.values()) / 1000 * task_cpus
-        first_ids = {t.task_id for t in first_on_lane.values()}
-        first_wave = [t.duration_ms / 1000 for t in mine if t.task_id in first_ids]
-        later = [t.duration_ms / 1000 for t in mine if t.task_id not in first_ids]
-        stage_rows.append(StageStats(
-            stage_id=stage.stage_id, attempt=stage.attempt, name=stage.name, phase=phase,
-            job_id=stage.job_id, orchard_stage=tag, n_tasks=len(mine),
-            failed_tasks=sum(1 for t in mine if t.failed),
-            start_s=rel(start_ms), end_s=rel(finish_ms), duration_s=duration, busy_core_s=busy,
-            task_s=durations, median_task_s=median, p90_task_s=_percentile(durations, 0.9),
-            max_task_s=max(durations), skew=max(durations) / median if median > 0 else 1.0,
-            records=sum(records), records_per_task=_spread(records),
-            bytes_in=sum(bytes_in), bytes_per_task=_spread(bytes_in),
-            input_bytes=sum(t.input_bytes for t in mine), output_bytes=sum(t.output_bytes for t in mine),
-            shuffle_read_bytes=sum(t.shuffle_read_bytes for t in mine),
-            shuffle_write_bytes=sum(t.shuffle_write_bytes for t in mine),
-            spilled_bytes=sum(t.spilled_bytes for t in mine),
-            records_per_s=sum(records) / duration, cores=cores,
-            idle_core_s=max(0.0, cores * duration - busy), waves=len(mine) * task_cpus / max(cores, 1),
-            tail_idle_core_s=tail, first_wave_median_s=_median(first_wave), later_median_s=_median(later),
-        ))
+        rows.append(_one_stage(app, stage, mine, phase, tag, slots, cores_steps, total_cores, clock))
+    return rows
 
-    busy_total = sum(t.duration_ms for t in tasks) / 1000 * task_cpus
-    available_total = sum(e.available_core_s for e in executor_rows)
-    app_seconds = max(1e-3, (end_ms - app_start_ms) / 1000)
 
-    # orchard stage windows (from run.json), for labelling gaps and the timeline
+def stage_windows(record: Dict[str, Any], clock: _Clock) -> List[Tuple[str, float, float]]:
+    """(orchard stage, start s, end s) from run.json's stage_started_at and seconds."""
+    started_at = record.get("stage_started_at") or {}
     seconds = record.get("seconds") or {}
-    windows = [(name, started_at[name] - t0_ms / 1000, started_at[name] - t0_ms / 1000 + seconds.get(name, 0.0))
-               for name in started_at]
+    t0 = clock.t0_ms / 1000
+    return [(name, started_at[name] - t0, started_at[name] - t0 + seconds.get(name, 0.0)) for name in started_at]
 
-    def during(start: float, end: float) -> str:
-        middle = (start + end) / 2
-        for name, low, high in windows:
-            if low <= middle <= high:
-                return name
-        jobs_before = [j for j in app.jobs.values() if j.completed_ms and rel(j.completed_ms) <= start + 0.05]
-        jobs_after = [j for j in app.jobs.values() if rel(j.submitted_ms) >= end - 0.05]
-        before = max(jobs_before, key=lambda j: j.completed_ms, default=None)
-        after = min(jobs_after, key=lambda j: j.submitted_ms, default=None)
-        if before is None:
-            return "before the first Spark job"
-        if after is None:
-            return "after the last Spark job"
-        return "between Spark jobs (driver-side work outside orchard's timed stages)"
 
-    all_busy = [(rel(t.launch_ms), rel(t.finish_ms)) for t in tasks]
-    first_task_s = min((b[0] for b in all_busy), default=rel(end_ms))
-    last_task_s = max((b[1] for b in all_busy), default=rel(end_ms))
-    gaps = [Gap(low, high, during(low, high))
-            for low, high in gaps_between(all_busy, first_task_s, last_task_s)]
+def _gap_context(app: EventLog, windows: List[Tuple[str, float, float]], clock: _Clock,
+                 start: float, end: float) -> str:
+    """What the driver was doing during an idle gap [start, end] (seconds from t0)."""
+    middle = (start + end) / 2
+    for name, low, high in windows:
+        if low <= middle <= high:
+            return name
+    jobs_before = [j for j in app.jobs.values() if j.completed_ms and clock.s(j.completed_ms) <= start + 0.05]
+    jobs_after = [j for j in app.jobs.values() if clock.s(j.submitted_ms) >= end - 0.05]
+    if not jobs_before:
+        return "before the first Spark job"
+    if not jobs_after:
+        return "after the last Spark job"
+    return "between Spark jobs (driver-side work outside orchard's timed stages)"
 
-    # start-up
-    worker_executors = [e for e in app.executors.values() if e.id != "driver"] or list(app.executors.values())
-    first_executor_ms = min((e.added_ms for e in worker_executors), default=None)
-    image_stages = {(s.stage_id, s.attempt) for s in stage_rows if s.phase in ("read", "featurize")}
-    first_image_task = min((rel(t.launch_ms) for t in tasks if (t.stage_id, t.stage_attempt) in image_stages),
+
+def idle_gaps(app: EventLog, tasks: List[Task], windows: List[Tuple[str, float, float]],
+              clock: _Clock) -> List[Gap]:
+    """Times between the first and the last task when no executor ran any task."""
+    busy = [(clock.s(t.launch_ms), clock.s(t.finish_ms)) for t in tasks]
+    first = min((b[0] for b in busy), default=clock.s(app.last_ms))
+    last = max((b[1] for b in busy), default=clock.s(app.last_ms))
+    return [Gap(low, high, _gap_context(app, windows, clock, low, high))
+            for low, high in gaps_between(busy, first, last)]
+
+
+def startup_times(app: EventLog, tasks: List[Task], stages: List[StageStats], seconds: Dict[str, float],
+                  clock: _Clock) -> Dict[str, Optional[float]]:
+    """Seconds from t0 to each start-up milestone (driver, application, executors, first task,
+    first task on images) and the driver's start and listing durations; None when unknown."""
+    workers = [e for e in app.executors.values() if e.id != "driver"] or list(app.executors.values())
+    first_executor_ms = min((e.added_ms for e in workers), default=None)
+    image_stages = {(s.stage_id, s.attempt) for s in stages if s.phase in ("read", "featurize")}
+    first_image_task = min((clock.s(t.launch_ms) for t in tasks if (t.stage_id, t.stage_attempt) in image_stages),
                            default=None)
-    startup: Dict[str, Optional[float]] = {
-        "driver_start_s": (seconds.get("model", 0.0) + seconds.get("spark_start", 0.0)) if seconds else None,
-        "app_start_s": rel(app_start_ms),
-        "first_executor_s": rel(first_executor_ms) if first_executor_ms else None,
-        "executors_ready_s": rel(max(e.added_ms for e in worker_executors)) if worker_executors else None,
-        "first_task_s": first_task_s,
+    return {
+        "driver_start_s": (seconds.get(STAGE_MODEL, 0.0) + seconds.get(STAGE_SPARK_START, 0.0)) if seconds else None,
+        "app_start_s": clock.s(_app_start_ms(app)),
+        "first_executor_s": clock.s(first_executor_ms) if first_executor_ms else None,
+        "executors_ready_s": clock.s(max(e.added_ms for e in workers)) if workers else None,
+        "first_task_s": min((clock.s(t.launch_ms) for t in tasks), default=clock.s(app.last_ms)),
         "first_image_task_s": first_image_task,
-        "list_s": seconds.get("list") if seconds else None,
+        "list_s": seconds.get(STAGE_LIST) if seconds else None,
     }
 
-    # wall time by orchard stage; core-seconds by phase; the time split
-    wall_by_stage = {k: float(v) for k, v in seconds.items() if k != "total"}
-    core_s_by_phase: Dict[str, float] = {}
-    for stage in stage_rows:
-        core_s_by_phase[stage.phase] = core_s_by_phase.get(stage.phase, 0.0) + stage.busy_core_s
-    udf = record.get("udf_seconds") or {}
-    time_split: List[Tuple[str, float, str]] = []
+
+def core_seconds_by_phase(stages: List[StageStats]) -> Dict[str, float]:
+    """Task core-seconds of each pipeline phase."""
+    by_phase: Dict[str, float] = {}
+    for stage in stages:
+        by_phase[stage.phase] = by_phase.get(stage.phase, 0.0) + stage.busy_core_s
+    return by_phase
+
+
+def time_split_rows(wall_by_stage: Dict[str, float], core_s_by_phase: Dict[str, float], stages: List[StageStats],
+               startup: Dict[str, Optional[float]], udf: Dict[str, float]) -> List[Tuple[str, float, str]]:
+    """Where the time went: (part, seconds, unit and how it was measured), wall seconds for the
+    driver's parts, task core-seconds for the executors' (split by the UDF's own timing)."""
+    split: List[Tuple[str, float, str]] = []
     if wall_by_stage:
-        time_split.append(("start-up (model + Spark)", startup["driver_start_s"] or 0.0, "wall s"))
-        time_split.append(("list files (driver)", wall_by_stage.get("list", 0.0), "wall s"))
-    time_split.append(("read image files", core_s_by_phase.get("read", 0.0), "task core-s"))
+        split.append(("start-up (model + Spark)", startup["driver_start_s"] or 0.0, "wall s"))
+        split.append(("list files (driver)", wall_by_stage.get(STAGE_LIST, 0.0), "wall s"))
+    split.append(("read image files", core_s_by_phase.get("read", 0.0), "task core-s"))
     if udf:
         decode, inference = float(udf.get("decode", 0.0)), float(udf.get("inference", 0.0))
-        time_split.append(("decode + resize (UDF)", decode, "task core-s, timed in the UDF"))
-        time_split.append(("inference (UDF)", inference, "task core-s, timed in the UDF"))
-        time_split.append(("featurize overhead (Arrow, Python workers, shuffle)",
-                           max(0.0, core_s_by_phase.get("featurize", 0.0) - decode - inference), "task core-s"))
+        split.append(("decode + resize (UDF)", decode, "task core-s, timed in the UDF"))
+        split.append(("inference (UDF)", inference, "task core-s, timed in the UDF"))
+        split.append(("featurize overhead (Arrow, Python workers, shuffle)",
+                      max(0.0, core_s_by_phase.get("featurize", 0.0) - decode - inference), "task core-s"))
     else:
-        time_split.append(("featurize (decode + inference)", core_s_by_phase.get("featurize", 0.0), "task core-s"))
-    time_split.append(("PCA", core_s_by_phase.get("pca", 0.0), "task core-s"))
-    time_split.append(("write", core_s_by_phase.get("write", 0.0), "task core-s"))
-    time_split.append(("other Spark jobs", core_s_by_phase.get("other", 0.0), "task core-s"))
+        split.append(("featurize (decode + inference)", core_s_by_phase.get("featurize", 0.0), "task core-s"))
+    split.append(("reconcile (error rows)", core_s_by_phase.get("reconcile", 0.0), "task core-s"))
+    split.append(("PCA", core_s_by_phase.get("pca", 0.0), "task core-s"))
+    split.append(("write", core_s_by_phase.get("write", 0.0), "task core-s"))
+    split.append(("other Spark jobs", core_s_by_phase.get("other", 0.0), "task core-s"))
     if wall_by_stage:
-        time_split.append(("PCA on the driver (wall minus tasks)", max(
-            0.0, wall_by_stage.get("pca_fit", 0.0) - sum(s.duration_s for s in stage_rows if s.phase == "pca")),
+        split.append(("PCA on the driver (wall minus tasks)", max(
+            0.0, wall_by_stage.get(STAGE_PCA_FIT, 0.0) - sum(s.duration_s for s in stages if s.phase == "pca")),
             "wall s"))
+    return split
 
-    images = (record.get("counts") or {}).get("images")
-    images_per_s: Dict[str, float] = {}
+
+def images_per_second(images: Optional[int], seconds: Dict[str, float], stages: List[StageStats]
+                      ) -> Dict[str, float]:
+    """Images per second of the pipeline stages that handle every image, of the whole run and of
+    the Spark stages that read or featurize them."""
+    rates: Dict[str, float] = {}
     if images:
-        for name, value in wall_by_stage.items():
-            if value > 0 and name in ("list", "featurize", "pca_fit", "write_features"):
-                images_per_s[name] = images / value
+        for name in PER_IMAGE_STAGES:
+            if seconds.get(name, 0.0) > 0:
+                rates[name] = images / seconds[name]
         if seconds.get("total"):
-            images_per_s["whole run"] = images / seconds["total"]
-    for stage in stage_rows:
+            rates["whole run"] = images / seconds["total"]
+    for stage in stages:
         if stage.phase in ("read", "featurize") and stage.records:
-            images_per_s[f"Spark stage {stage.stage_id} ({stage.phase})"] = stage.records_per_s
+            rates[f"Spark stage {stage.stage_id} ({stage.phase})"] = stage.records_per_s
+    return rates
 
-    wall = float(seconds.get("total") or 0.0) or rel(end_ms) - min(0.0, rel(app_start_ms))
-    main = max((s for s in stage_rows if s.phase == "featurize"), key=lambda s: s.busy_core_s, default=None)
-    main = main or max(stage_rows, key=lambda s: s.busy_core_s, default=None)
+
+def main_stage(stages: List[StageStats]) -> Optional[StageStats]:
+    """The featurize stage with the most task time, else the stage with the most task time."""
+    main = max((s for s in stages if s.phase == "featurize"), key=lambda s: s.busy_core_s, default=None)
+    return main or max(stages, key=lambda s: s.busy_core_s, default=None)
+
+
+def log_format(app: EventLog) -> str:
+    """'rolling' or 'single file', compressed or not, in progress or not."""
+    compressed = any(f.rsplit(".", 1)[-1] in ("zstd", "lz4", "lzf", "snappy") for f in app.files)
+    return (("rolling" if app.rolling else "single file") + (", compressed" if compressed else "")
+            + (", in progress" if app.in_progress else ""))
+
+
+def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
+    """Metrics and verdict for one application (`record`: its run.json, when known)."""
+    record = record or {}
+    t0_ms, t0_label = time_origin(app, record)
+    clock = _Clock(t0_ms)
+    app_start_ms, end_ms = _app_start_ms(app), app.last_ms
+    task_cpus = app.task_cpus
+    tasks = sorted(app.tasks, key=lambda t: (t.launch_ms, t.task_id))
+
+    executors = executor_stats(app, tasks, clock)
+    cores_steps = available_cores(executors)
+    total_cores = max((level for _, level in cores_steps), default=0) or sum(e.cores for e in executors)
+    slots = assign_slots(tasks, {e.id: max(1, e.cores // task_cpus) for e in executors})
+    stages = stage_stats(app, tasks, slots, cores_steps, total_cores, clock)
+
+    busy_total = sum(t.duration_ms for t in tasks) / 1000 * task_cpus
+    available_total = sum(e.available_core_s for e in executors)
+    app_seconds = max(1e-3, (end_ms - app_start_ms) / 1000)
+    seconds = record.get("seconds") or {}
+    windows = stage_windows(record, clock)
+    startup = startup_times(app, tasks, stages, seconds, clock)
+    wall_by_stage = {k: float(v) for k, v in seconds.items() if k != "total"}
+    core_s_by_phase = core_seconds_by_phase(stages)
+    images = (record.get("counts") or {}).get("images")
 
     analysis = Analysis(
         app_id=app.app_id, app_name=app.app_name, spark_version=app.spark_version,
-        master=app.spark_conf.get("spark.master"), source=app.source,
-        log_format=("rolling" if app.rolling else "single file")
-        + (", compressed" if any(f.rsplit(".", 1)[-1] in ("zstd", "lz4", "lzf", "snappy") for f in app.files) else "")
-        + (", in progress" if app.in_progress else ""),
-        t0_label=t0_label, app_start_s=rel(app_start_ms), app_end_s=rel(end_ms), wall_s=wall,
+        master=app.spark_conf.get("spark.master"), source=app.source, log_format=log_format(app),
+        t0_label=t0_label, app_start_s=clock.s(app_start_ms), app_end_s=clock.s(end_ms),
+        wall_s=float(seconds.get("total") or 0.0) or clock.s(end_ms) - min(0.0, clock.s(app_start_ms)),
         images=images, partitions=record.get("partitions"), total_cores=total_cores, task_cpus=task_cpus,
         n_tasks=len(tasks), n_failed_tasks=sum(1 for t in tasks if t.failed),
-        stages=stage_rows, executors=executor_rows, busy_core_s=busy_total,
+        stages=stages, executors=executors, busy_core_s=busy_total,
         available_core_s=available_total,
         utilisation=busy_total / available_total if available_total else 0.0,
         utilisation_app=busy_total / (max(total_cores, 1) * app_seconds),
-        gaps=gaps, startup=startup, stage_windows=windows, wall_by_stage=wall_by_stage,
-        core_s_by_phase=core_s_by_phase, time_split=time_split, images_per_s=images_per_s,
-        main_stage=main, findings=[], verdict="", tasks=tasks,
-        slots=slots, t0_ms=t0_ms,
+        gaps=idle_gaps(app, tasks, windows, clock), startup=startup, stage_windows=windows,
+        wall_by_stage=wall_by_stage, core_s_by_phase=core_s_by_phase,
+        time_split=time_split_rows(wall_by_stage, core_s_by_phase, stages, startup, record.get("udf_seconds") or {}),
+        images_per_s=images_per_second(images, seconds, stages),
+        main_stage=main_stage(stages), findings=[], verdict="", tasks=tasks, slots=slots, t0_ms=t0_ms,
     )
     analysis.findings = diagnose(analysis, record)
     analysis.verdict = verdict_text(analysis)
@@ -636,7 +726,7 @@ def diagnose(a: Analysis, record: Dict[str, Any]) -> List[Finding]:
             f"the model: featurizing took {featurize_core_s:.1f} core-s ({featurize_core_s / busy:.0%} of task "
             f"time){busy_pct}{share}. This part divides by the cores: more executors (or a lighter model) "
             "shorten it."))
-    pca_wall = a.wall_by_stage.get("pca_fit")
+    pca_wall = a.wall_by_stage.get(STAGE_PCA_FIT)
     if pca_wall and pca_wall / wall > 0.15:
         findings.append(Finding(
             "pca", pca_wall,

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from orchard.analysis.eventlog import parse_events, read_events, resolve_run
+from orchard.analysis.figures import FIGURES, render_all
 from orchard.analysis.metrics import Analysis, analyse
+from orchard.names import RUN_RECORD
 from orchard.storage.fs import Storage, is_local, local_path
 
 REPORT_MD, REPORT_HTML, SUMMARY_JSON, IMAGE_DIR = "report.md", "report.html", "summary.json", "img"
@@ -35,7 +37,7 @@ def load(run: str, storage: Optional[Storage] = None, force_jvm: bool = False) -
 
 def default_folder(run: str, analysis: Analysis) -> Path:
     """<run>/report for a local run folder, else ./orchard-report-<app id>."""
-    if is_local(run) and (local_path(run) / "run.json").is_file():
+    if is_local(run) and (local_path(run) / RUN_RECORD).is_file():
         return local_path(run) / "report"
     return Path.cwd() / f"orchard-report-{analysis.app_id or 'unknown'}"
 
@@ -209,8 +211,6 @@ def to_html(content: List[Block], image_folder: Path, title: str) -> str:
 def write_report(analysis: Analysis, record: Optional[Dict[str, Any]], folder: Union[str, Path],
                  fmt: str = "md") -> Report:
     """Render the figures and the document (report.md or report.html) and summary.json."""
-    from orchard.analysis.figures import FIGURES, render_all
-
     folder = Path(folder)
     image_folder = folder / IMAGE_DIR
     figures = render_all(analysis, image_folder)

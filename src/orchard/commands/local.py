@@ -5,6 +5,8 @@ import argparse
 import json
 from typing import Any, Dict
 
+from orchard.local.cluster import LocalCluster
+
 HELP = "start, inspect or stop the local cluster (Spark standalone + SeaweedFS S3 [+ HDFS])"
 EPILOG = """\
 examples:
@@ -49,8 +51,6 @@ def register(subparsers) -> None:
 
 
 def _cluster(args: argparse.Namespace):
-    from orchard.local.cluster import LocalCluster
-
     return LocalCluster(state_dir=args.state_dir)
 
 

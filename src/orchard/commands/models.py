@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 from orchard.names import DEFAULT_MODEL
+from orchard.pipeline.models import REGISTRY, cache_dir, resolve_model
 
 HELP = "list the registered models, or fetch one's weights into the cache (checksum verified)"
 
@@ -19,10 +21,6 @@ def register(subparsers) -> None:
 
 
 def models_command(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from orchard.pipeline.models import REGISTRY, cache_dir, resolve_model
-
     if args.action == "list":
         print(json.dumps({"cache": str(cache_dir()), "models": [asdict(s) for s in REGISTRY.values()]},
                          indent=2))

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchard.storage.fs import Storage
+from orchard.analysis.report import default_folder, load, summary_text, write_report
 from orchard.commands.run import spark_conf_pair
+from orchard.local.profiles import profile_spark_conf
 
 HELP = "analyse a run from its Spark event log: timeline, stages, skew, utilisation, verdict"
 EPILOG = """\
@@ -34,13 +37,8 @@ def register(subparsers) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from orchard.analysis.report import default_folder, load, summary_text, write_report
-    from orchard.storage.fs import Storage
-
     conf = {}
     if args.profile:
-        from orchard.local.profiles import profile_spark_conf
-
         conf.update(profile_spark_conf(args.profile))
     conf.update(dict(args.conf or []))
     analysis, record = load(args.run, Storage(conf))

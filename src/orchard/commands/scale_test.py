@@ -5,8 +5,13 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any, Dict, List
 
+from orchard.analysis.scaling.records import Config
+from orchard.analysis.scaling.render import MEASUREMENTS_CSV, REPORT_MD, read_context, read_measurements
+from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_counts
 from orchard.errors import OrchardError
+from orchard.paths import is_local_uri
 
 HELP = "time whole runs on 1..N workers: speed-up, efficiency, fixed + per-image cost, EMR projection"
 EPILOG = """\
@@ -64,10 +69,7 @@ def register(subparsers) -> None:
 
 
 def scale_test_command(args: argparse.Namespace) -> int:
-    from orchard.analysis.scaling import (
-        MEASUREMENTS_CSV, REPORT_MD, ScaleTest, configurations, parse_counts, read_measurements,
-    )
-
+    """Measure (or with --analyse re-analyse), print the report; 1 when a run failed."""
     configs = configurations(parse_counts(args.workers, "--workers"),
                              parse_counts(args.cores_per_worker, "--cores-per-worker"), args.grid)
     if args.repeat < 1 or args.warmup < 0:
@@ -76,34 +78,31 @@ def scale_test_command(args: argparse.Namespace) -> int:
                   instance_type=args.instance_type, vcpus_per_node=args.vcpus_per_node,
                   vcpu_speed=args.vcpu_speed, spot=args.spot,
                   serial_s_per_image=None if args.serial_ms_per_image is None else args.serial_ms_per_image / 1000)
-    if args.analyse:
-        folder = Path(args.analyse)
-        if not (folder / MEASUREMENTS_CSV).is_file():
-            raise OrchardError(f"no {MEASUREMENTS_CSV} in {folder}")
-        rows = read_measurements(folder / MEASUREMENTS_CSV)
-        test = ScaleTest(inputs=sorted({r.input for r in rows}), configs=configs, out=folder, **common)
-        context = {}
-        old = folder / REPORT_MD
-        if old.is_file():  # keep what the measuring run recorded about itself
-            for line in old.read_text(encoding="utf-8").splitlines()[2:]:
-                if not line.startswith("- "):
-                    break
-                key, _, value = line[2:].partition(": ")
-                context[key] = value
-        result = test.finish(rows, context)
-    else:
-        if not args.input:
-            raise OrchardError("--input is required (or --analyse DIR)")
-        from orchard.paths import is_local_uri
-        for uri in args.input:
-            if is_local_uri(uri) and not Path(uri).exists():
-                raise OrchardError(f"input not found: {uri}")
-        out = Path(args.out or f"runs/scale-test-{time.strftime('%Y%m%d-%H%M%S')}")
-        test = ScaleTest(inputs=[str(Path(u).resolve()) if is_local_uri(u) else u for u in args.input],
-                         configs=configs, out=out, master=args.master, repeat=args.repeat, warmup=args.warmup,
-                         memory=args.memory, executor_memory=args.executor_memory, extra_args=args.run_arg,
-                         timeout_s=args.timeout, keep_outputs=args.keep_outputs, **common)
-        result = test.run()
+    result = _reanalyse(Path(args.analyse), configs, common) if args.analyse else _measure(args, configs, common)
     print((Path(result["out"]) / REPORT_MD).read_text(encoding="utf-8"))
     print(json.dumps({"out": str(result["out"]), "failed_runs": sum(1 for r in result["rows"] if not r.ok)}))
     return 0 if all(r.ok for r in result["rows"]) else 1
+
+
+def _reanalyse(folder: Path, configs: List[Config], common: Dict[str, Any]) -> Dict[str, Any]:
+    """Fit, plot and project the measurements.csv in `folder` again, keeping the context its
+    report recorded."""
+    if not (folder / MEASUREMENTS_CSV).is_file():
+        raise OrchardError(f"no {MEASUREMENTS_CSV} in {folder}")
+    rows = read_measurements(folder / MEASUREMENTS_CSV)
+    test = ScaleTest(inputs=sorted({r.input for r in rows}), configs=configs, out=folder, **common)
+    return test.finish(rows, read_context(folder / REPORT_MD))
+
+
+def _measure(args: argparse.Namespace, configs: List[Config], common: Dict[str, Any]) -> Dict[str, Any]:
+    if not args.input:
+        raise OrchardError("--input is required (or --analyse DIR)")
+    for uri in args.input:
+        if is_local_uri(uri) and not Path(uri).exists():
+            raise OrchardError(f"input not found: {uri}")
+    out = Path(args.out or f"runs/scale-test-{time.strftime('%Y%m%d-%H%M%S')}")
+    test = ScaleTest(inputs=[str(Path(u).resolve()) if is_local_uri(u) else u for u in args.input],
+                     configs=configs, out=out, master=args.master, repeat=args.repeat, warmup=args.warmup,
+                     memory=args.memory, executor_memory=args.executor_memory, extra_args=args.run_arg,
+                     timeout_s=args.timeout, keep_outputs=args.keep_outputs, **common)
+    return test.run()

@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 from orchard.errors import OrchardError
+from orchard.local.cluster import LocalCluster
 
 PROFILES: Dict[str, Callable[[], Dict[str, str]]] = {}
 
 
 def profile_spark_conf(name: str) -> Dict[str, str]:
+    """The Spark settings of profile `name`; OrchardError for an unknown name (or from the profile)."""
     try:
         make_conf = PROFILES[name]
     except KeyError:
@@ -22,8 +24,6 @@ def profile_spark_conf(name: str) -> Dict[str, str]:
 
 def local_cluster_conf() -> Dict[str, str]:
     """`--profile local`: the cluster of `orchard local up` (state dir $ORCHARD_STATE_DIR)."""
-    from orchard.local.cluster import LocalCluster
-
     return LocalCluster().spark_conf()
 
 

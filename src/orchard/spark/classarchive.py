@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
+from orchard.paths import cache_root
+
 log = logging.getLogger(__name__)
 
 SWITCH_ENV = "ORCHARD_JVM_CLASS_ARCHIVE"
@@ -65,8 +67,6 @@ def class_archive(name: str, java: str, java_major: int, conf: Dict[str, str]) -
     """
     if os.environ.get(SWITCH_ENV, "1").strip().lower() in ("0", "false", "no", "off") or java_major < MIN_JAVA:
         return None
-    from orchard.paths import cache_root
-
     folder = cache_root() / "jvm"
     if any(c.isspace() for c in str(folder)):
         return None  # Spark splits extraJavaOptions on whitespace

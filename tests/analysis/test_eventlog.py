@@ -1,9 +1,9 @@
-"""Event-log parsing and run analysis (orchard.analysis).
+"""Event-log parsing (orchard.analysis.eventlog): naming, finding, reading and parsing logs.
 
-Spark event logs are produced here by small Spark jobs run in a subprocess (so each has its own
-event-log settings: plain JSON, or rolling + compressed), which also records what Spark's REST
-API says about the executors before the session stops; the parser must count the same tasks
-per executor. The metrics, verdict and report are checked on synthetic event logs.
+Real Spark event logs are produced here by small Spark jobs run in a subprocess (so each has its
+own event-log settings: plain JSON, or rolling + compressed), which also records what Spark's
+REST API says about the executors before the session stops; the parser must count the same
+tasks per executor. Reading corner cases are checked on synthetic logs (tests/analysis/events.py).
 """
 from __future__ import annotations
 
@@ -17,22 +17,25 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List
 
+import boto3
 import pytest
 
 from orchard.analysis.eventlog import (
-    LogLocation, expected_log_path, find_in_dir, load_event_log, locate, parse_events,
-    read_events, resolve_run, sanitize_app_name,
+    find_in_dir, load_event_log, locate, parse_events, read_events, resolve_run,
 )
-from orchard.analysis.metrics import analyse, assign_slots, gaps_between
-from orchard.analysis.report import load, summary_text, write_report
+from orchard.analysis.metrics import analyse
 from orchard.errors import OrchardError
+from orchard.names import RUN_RECORD, STAGE_FEATURIZE
 from orchard.spark import gateway
+from orchard.spark.eventlog import expected_log_path, sanitize_app_name
 from orchard.storage.fs import Storage
+from tests.analysis.events import app_events, write_lines
 
 JOB = r'''
 import json, os, sys, time, urllib.request
 from pyspark.sql import SparkSession
-from orchard.analysis.eventlog import event_log_of
+from orchard.names import STAGE_FEATURIZE, STAGE_PROPERTY
+from orchard.spark.eventlog import event_log_of
 
 out, master = sys.argv[1], sys.argv[2]
 records = []
@@ -51,9 +54,9 @@ for conf in json.loads(sys.argv[3]):  # one application per settings, one after 
         time.sleep(0.05 * (index % 3))
         yield sum(1 for _ in rows)
 
-    sc.setLocalProperty("orchard.stage", "featurize")
+    sc.setLocalProperty(STAGE_PROPERTY, STAGE_FEATURIZE)
     sc.parallelize(range(3000), 7).mapPartitionsWithIndex(work).collect()
-    sc.setLocalProperty("orchard.stage", None)
+    sc.setLocalProperty(STAGE_PROPERTY, None)
     spark.range(0, 20000, numPartitions=5).selectExpr("id % 7 as k").groupBy("k").count().collect()
     expected = 7 + 5 + 2
     api = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/allexecutors"
@@ -152,7 +155,7 @@ def test_found_by_app_id_in_its_folder_and_tagged_jobs(plain_log):
     record, events = plain_log
     location = find_in_dir(str(events), record["app_id"])
     app = parse_events(read_events(location), location)
-    tagged = [j for j in app.jobs.values() if j.orchard_stage == "featurize"]
+    tagged = [j for j in app.jobs.values() if j.orchard_stage == STAGE_FEATURIZE]
     assert len(tagged) == 1
     analysis = analyse(app)
     phases = {s.phase for s in analysis.stages}
@@ -255,59 +258,13 @@ def test_names_follow_spark():
     assert expected_log_path("s3://b/logs", "local-1", rolling=True) == "s3://b/logs/eventlog_v2_local-1"
 
 
-def _events(app_id: str = "local-1", n_tasks: int = 4) -> List[Dict[str, Any]]:
-    """A minimal application: one executor of 2 cores, one job of one stage."""
-    start = 1_000_000
-    events: List[Dict[str, Any]] = [
-        {"Event": "SparkListenerLogStart", "Spark Version": "3.5.9"},
-        {"Event": "SparkListenerApplicationStart", "App Name": "t", "App ID": app_id, "Timestamp": start},
-        {"Event": "SparkListenerExecutorAdded", "Timestamp": start, "Executor ID": "driver",
-         "Executor Info": {"Host": "localhost", "Total Cores": 2}},
-        {"Event": "SparkListenerJobStart", "Job ID": 0, "Submission Time": start + 100, "Stage IDs": [0],
-         "Properties": {"orchard.stage": "featurize"}},
-        {"Event": "SparkListenerStageSubmitted", "Stage Info": {
-            "Stage ID": 0, "Stage Attempt ID": 0, "Stage Name": "s", "Number of Tasks": n_tasks,
-            "Submission Time": start + 100, "RDD Info": [{"Name": "x", "Scope": '{"id":"1","name":"MapInPandas"}'}]}},
-    ]
-    for i in range(n_tasks):
-        events.append(_task_end(i, start + 100 + 1000 * (i // 2), 1000, executor="driver", records=10))
-    end = start + 100 + 1000 * ((n_tasks + 1) // 2)
-    events += [
-        {"Event": "SparkListenerStageCompleted", "Stage Info": {
-            "Stage ID": 0, "Stage Attempt ID": 0, "Stage Name": "s", "Number of Tasks": n_tasks,
-            "Submission Time": start + 100, "Completion Time": end}},
-        {"Event": "SparkListenerJobEnd", "Job ID": 0, "Completion Time": end, "Job Result": {"Result": "JobSucceeded"}},
-        {"Event": "SparkListenerApplicationEnd", "Timestamp": end + 500},
-    ]
-    return events
-
-
-def _task_end(task_id: int, launch: int, duration: int, executor: str = "driver", stage: int = 0,
-              records: int = 0) -> Dict[str, Any]:
-    return {
-        "Event": "SparkListenerTaskEnd", "Stage ID": stage, "Stage Attempt ID": 0, "Task Type": "ShuffleMapTask",
-        "Task End Reason": {"Reason": "Success"},
-        "Task Info": {"Task ID": task_id, "Index": task_id, "Attempt": 0, "Launch Time": launch,
-                      "Executor ID": executor, "Host": "localhost", "Finish Time": launch + duration,
-                      "Failed": False, "Killed": False, "Speculative": False},
-        "Task Metrics": {"Executor Run Time": duration, "Executor CPU Time": duration * 10 ** 6,
-                         "Shuffle Read Metrics": {"Total Records Read": records, "Local Bytes Read": records * 100},
-                         "Input Metrics": {"Bytes Read": 0, "Records Read": 0},
-                         "Output Metrics": {"Bytes Written": 0, "Records Written": 0}},
-    }
-
-
-def _write_lines(path: Path, events: List[Dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-
-
 def test_rolling_parts_are_read_in_numeric_order(tmp_path):
-    events = _events(n_tasks=6)
+    events = app_events(n_tasks=6)
     folder = tmp_path / "eventlog_v2_local-1"
     folder.mkdir()
     chunks = [events[:4], events[4:7], events[7:]]
     for index, chunk in zip((1, 2, 10), chunks):
-        _write_lines(folder / f"events_{index}_local-1", chunk)
+        write_lines(folder / f"events_{index}_local-1", chunk)
     (folder / "appstatus_local-1.inprogress").write_text("")
     (folder / ".events_1_local-1.crc").write_text("x")
     location = locate(str(folder))
@@ -317,16 +274,16 @@ def test_rolling_parts_are_read_in_numeric_order(tmp_path):
 
 
 def test_in_progress_log_with_a_torn_last_line(tmp_path):
-    text = "".join(json.dumps(e) + "\n" for e in _events()[:-1]) + '{"Event": "SparkListenerTaskEnd", "Sta'
+    text = "".join(json.dumps(e) + "\n" for e in app_events()[:-1]) + '{"Event": "SparkListenerTaskEnd", "Sta'
     (tmp_path / "local-1.inprogress").write_text(text)
     app = load_event_log(str(tmp_path / "local-1"))  # the finished name: found with .inprogress
     assert app.in_progress and app.end_ms is None and len(app.tasks) == 4
 
 
 def test_find_in_dir_prefers_the_finished_log(tmp_path):
-    _write_lines(tmp_path / "local-1.inprogress", _events()[:3])
-    _write_lines(tmp_path / "local-1", _events())
-    _write_lines(tmp_path / "local-12", _events("local-12"))
+    write_lines(tmp_path / "local-1.inprogress", app_events()[:3])
+    write_lines(tmp_path / "local-1", app_events())
+    write_lines(tmp_path / "local-12", app_events("local-12"))
     assert Path(find_in_dir(str(tmp_path), "local-1").path).name == "local-1"
     with pytest.raises(OrchardError, match="no event log"):
         find_in_dir(str(tmp_path), "local-7")
@@ -335,18 +292,18 @@ def test_find_in_dir_prefers_the_finished_log(tmp_path):
 def test_resolve_run_from_run_json(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    _write_lines(logs / "local-1", _events())
+    write_lines(logs / "local-1", app_events())
     run = tmp_path / "run"
     run.mkdir()
     record = {"spark": {"app_id": "local-1", "event_log_dir": logs.as_uri()}, "counts": {"images": 40}}
-    (run / "run.json").write_text(json.dumps(record))
+    (run / RUN_RECORD).write_text(json.dumps(record))
     location, found = resolve_run(str(run))  # no `event_log` key: looked up by app id
     assert Path(location.path).name == "local-1" and found["counts"]["images"] == 40
     record["spark"]["event_log"] = str(logs / "local-1")
-    (run / "run.json").write_text(json.dumps(record))
+    (run / RUN_RECORD).write_text(json.dumps(record))
     assert resolve_run(str(run))[0].path == str(logs / "local-1")
     record["spark"] = {"app_id": "local-1", "event_log_dir": None}
-    (run / "run.json").write_text(json.dumps(record))
+    (run / RUN_RECORD).write_text(json.dumps(record))
     with pytest.raises(OrchardError, match="records no event log"):
         resolve_run(str(run))
 
@@ -361,7 +318,6 @@ def test_not_an_event_log(tmp_path):
 
 def test_storage_lists_and_reads_s3_through_boto3(monkeypatch):
     moto = pytest.importorskip("moto")
-    import boto3
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
@@ -369,7 +325,7 @@ def test_storage_lists_and_reads_s3_through_boto3(monkeypatch):
     with moto.mock_aws():
         s3 = boto3.client("s3", region_name="eu-west-3")
         s3.create_bucket(Bucket="orchard-logs", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
-        body = "".join(json.dumps(e) + "\n" for e in _events())
+        body = "".join(json.dumps(e) + "\n" for e in app_events())
         s3.put_object(Bucket="orchard-logs", Key="logs/eventlog_v2_local-1/events_1_local-1", Body=body.encode())
         s3.put_object(Bucket="orchard-logs", Key="logs/eventlog_v2_local-1/appstatus_local-1", Body=b"")
         storage = Storage()
@@ -378,112 +334,8 @@ def test_storage_lists_and_reads_s3_through_boto3(monkeypatch):
         assert app.tasks_per_executor() == {"driver": 4}
 
 
-# --------------------------------------------------------------------------- metrics and verdict
-
-
-def _app(events):
-    return parse_events(events, LogLocation("mem", ["mem"], False, False))
-
-
-def test_utilisation_skew_and_lanes():
-    app = _app(_events(n_tasks=4))
-    analysis = analyse(app)
-    stage = analysis.stages[0]
-    assert stage.phase == "featurize" and stage.n_tasks == 4
-    assert stage.skew == pytest.approx(1.0)
-    # 4 core-seconds of tasks on 2 cores during 2.6 s of application
-    assert analysis.busy_core_s == pytest.approx(4.0)
-    assert analysis.available_core_s == pytest.approx(2 * 2.6)
-    assert analysis.utilisation == pytest.approx(4.0 / 5.2)
-    assert {lane for _, lane in analysis.slots.values()} == {0, 1}
-
-
-def test_lanes_never_exceed_the_cores_when_a_finish_is_logged_late():
-    events = _events(n_tasks=0)
-    # the driver logs a finish 5 ms after the next task on that core starts
-    events[5:5] = [_task_end(0, 1_000_100, 1005), _task_end(1, 1_000_100, 1000), _task_end(2, 1_001_100, 1000)]
-    analysis = analyse(_app(events))
-    assert max(lane for _, lane in analysis.slots.values()) == 1
-    assert assign_slots(analysis.tasks)  # without core limits too
-
-
-def test_a_straggler_is_named_and_warm_up_is_not_a_straggler():
-    start = 1_000_100
-    straggler = _events(n_tasks=0)
-    straggler[5:5] = [_task_end(i, start + 1000 * (i // 2), 1000, records=10) for i in range(4)] + \
-        [_task_end(4, start + 2000, 6000, records=10), _task_end(5, start + 2000, 1000, records=10)]
-    analysis = analyse(_app(straggler))
-    keys = [f.key for f in analysis.findings]
-    assert "straggler" in keys and analysis.main_stage.skew == pytest.approx(6.0)
-    assert "straggler" in analysis.verdict or "straggler" in " ".join(f.text for f in analysis.findings)
-
-    warm = _events(n_tasks=0)
-    warm[5:5] = [_task_end(0, start, 3000), _task_end(1, start, 3000)] + \
-        [_task_end(2 + i, start + 3000 + 1000 * (i // 2), 1000) for i in range(4)]
-    analysis = analyse(_app(warm))
-    keys = [f.key for f in analysis.findings]
-    assert "warmup" in keys and "straggler" not in keys
-    assert analysis.main_stage.first_wave_median_s == pytest.approx(3.0)
-    assert analysis.main_stage.tail_idle_core_s == pytest.approx(0.0)
-
-
-def test_too_few_partitions_for_the_cores():
-    events = _events(n_tasks=0)
-    events[2]["Executor Info"]["Total Cores"] = 8
-    events[5:5] = [_task_end(i, 1_000_100, 2000) for i in range(3)]
-    analysis = analyse(_app(events))
-    assert "partitions" in [f.key for f in analysis.findings]
-
-
-def test_gaps_between():
-    assert gaps_between([(0, 1), (0.5, 2), (4, 5)], 0, 7) == [(2, 4), (5, 7)]
-    assert gaps_between([(0, 1), (1.2, 2)], 0, 2) == []
-
-
-def test_report_files(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    _write_lines(tmp_path / "local-1", _events(n_tasks=6))
-    now = 1_000.0
-    (run / "run.json").write_text(json.dumps({
-        "output": str(run), "input": "x", "counts": {"images": 60, "featurized": 60, "errors": 0}, "partitions": 6,
-        "seconds": {"spark_start": 1.0, "list": 0.2, "featurize": 3.2, "pca_fit": 0.1, "total": 4.5},
-        "stage_started_at": {"spark_start": now - 1.0, "list": now, "featurize": now + 0.2, "pca_fit": now + 3.4},
-        "udf_seconds": {"decode": 0.5, "inference": 4.5},
-        "spark": {"app_id": "local-1", "event_log": str(tmp_path / "local-1")},
-    }))
-    analysis, record = load(str(run))
-    assert analysis.images == 60 and analysis.t0_label == "pipeline start"
-    assert any(part.startswith("inference") for part, _, _ in analysis.time_split)
-    for fmt in ("md", "html"):
-        report = write_report(analysis, record, tmp_path / fmt, fmt)
-        assert len(report.figures) == 5
-        for figure in report.figures:
-            assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        text = report.document.read_text()
-        assert "Verdict" in text and "skew" in text.lower()
-        if fmt == "html":
-            assert text.count("data:image/png;base64,") == 5
-        else:
-            assert "](img/timeline.png)" in text
-    summary = json.loads((tmp_path / "md" / "summary.json").read_text())
-    assert summary["tasks_per_executor"] == {"driver": 6}
-    assert "verdict" in summary_text(analysis)
-
-
-def test_report_command_prints_the_summary(tmp_path, capsys):
-    from orchard.cli import main
-
-    _write_lines(tmp_path / "local-1", _events())
-    assert main(["report", str(tmp_path / "local-1"), "--out", str(tmp_path / "r"), "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["tasks_per_executor"] == {"driver": 4}
-    assert Path(printed["report"]).is_file()
-    assert main(["report", str(tmp_path / "nothing")]) == 2
-
-
 def test_jvm_is_only_started_when_needed(monkeypatch, tmp_path):
     """Plain logs are read in Python: no JVM (gateway) for them."""
-    _write_lines(tmp_path / "local-1", _events())
+    write_lines(tmp_path / "local-1", app_events())
     monkeypatch.setattr(gateway, "jvm", lambda: (_ for _ in ()).throw(AssertionError("JVM started")))
     assert load_event_log(str(tmp_path / "local-1")).app_id == "local-1"

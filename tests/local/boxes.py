@@ -1,0 +1,30 @@
+"""Helpers for the local-cluster tests: a state.json that records stand-in processes (ports
+17077, 18080, ... that nothing listens on); the `sleepers` fixture (tests/conftest.py) starts them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orchard.local.processes import process_start_time
+from orchard.local.state import STATE_FILE
+
+
+def write_state(state_dir: Path, processes, settings=None) -> None:
+    """A state.json of a box with S3 and HDFS (unless `settings` say otherwise) and these processes."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = {
+        "version": 1, "started_at": "2026-01-01T00:00:00+00:00",
+        "settings": settings or {"workers": 1, "cores": 1, "memory": "1g", "hdfs": True, "s3": True},
+        "ports": {"spark_master": 17077, "spark_master_ui": 18080, "spark_worker_ui_0": 18081,
+                  "s3": 18333, "s3_filer": 18888, "s3_master": 19333, "namenode": 19000,
+                  "namenode_ui": 19870},
+        "s3a_jars": ["/cache/hadoop-aws-3.3.1.jar", "/cache/aws-java-sdk-bundle-1.11.901.jar"],
+        "processes": processes,
+    }
+    (state_dir / STATE_FILE).write_text(json.dumps(state))
+
+
+def record(name, pid, start_time="auto"):
+    """The state file's record of process `pid` (its real start time unless given)."""
+    return {"name": name, "pid": pid, "log": f"/logs/{name}.log",
+            "start_time": process_start_time(pid) if start_time == "auto" else start_time}
