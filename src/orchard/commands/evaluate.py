@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchard.names import FEATURES_DIR
+from orchard.pipeline.config import DEFAULT_MASTER
+
 HELP = "train a logistic regression on a run's Training rows and print its Test accuracy"
 
 
@@ -12,15 +15,19 @@ def register(subparsers) -> None:
     parser.add_argument("run", metavar="RUN", help="output folder of `orchard run`")
     parser.add_argument("--column", default="pca", choices=("pca", "features"),
                         help="feature column to train on (default pca)")
-    parser.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
+    parser.add_argument("--master", default=DEFAULT_MASTER, help=f"Spark master (default {DEFAULT_MASTER})")
     parser.set_defaults(func=evaluate_command)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
+    # both import pyspark: deferred, so that the CLI starts without it
     from orchard.analysis.classifier import evaluate_features
-    from orchard.spark.session import create_session
+    from orchard.api import start_spark, stop_spark
 
-    spark = create_session("orchard-evaluate", args.master)
-    result = evaluate_features(spark, f"{args.run.rstrip('/')}/features", args.column)
+    spark = start_spark(args.master, app_name="orchard-evaluate")
+    try:
+        result = evaluate_features(spark, f"{args.run.rstrip('/')}/{FEATURES_DIR}", args.column)
+    finally:
+        stop_spark(spark)
     print(json.dumps(result, indent=2))
     return 0

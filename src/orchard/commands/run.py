@@ -71,16 +71,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from orchard.pipeline.run import run_pipeline
+    # orchard.api imports pyspark.ml: deferred, so that the CLI starts without it
+    from orchard import api
 
     config = config_from_args(args)
-    record = run_pipeline(config)
+    record = api.run(config)
     summary = {
-        "output": record["output"],
-        "counts": record["counts"],
-        "pca_k": record["pca"]["k"],
-        "explained_variance": record["pca"].get("explained_variance"),
-        "seconds": record["seconds"]["total"],
+        "output": record.output,
+        "counts": record.to_dict()["counts"],
+        "pca_k": record.pca_k,
+        "explained_variance": record.pca.get("explained_variance"),
+        "seconds": record.total_seconds,
     }
     print(json.dumps(summary, indent=2))
     return 0

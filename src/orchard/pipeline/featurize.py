@@ -1,89 +1,206 @@
-"""Image bytes -> CNN features, in batches, inside Spark (an Arrow `mapInPandas` function).
+"""ImageFeaturizer: a pyspark.ml Transformer, image bytes (or file paths) -> CNN features.
 
-The ONNX Runtime session is created once per Python worker (see models.onnx_session) from the
-model file shipped to every executor with `SparkContext.addFile`; intra-op threads are matched
-to the cores of one task (`spark.task.cpus`), so tasks running side by side do not oversubscribe.
+The work itself runs in Spark's Python workers (orchard.pipeline.inference): Arrow batches of
+`arrow_batch_rows(batchSize)` rows, one ONNX Runtime session per Python worker, the model file
+shipped to the executors once per SparkContext (`SparkContext.addFile`).
 """
 from __future__ import annotations
 
-import time
-from typing import Callable, Iterator, List, Optional
+import logging
+from typing import Dict, Optional, Tuple
 
-import numpy as np
-import pandas as pd
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from orchard.pipeline.models import ModelSpec, onnx_session
-from orchard.pipeline.preprocess import try_preprocess
-
-FEATURES_SCHEMA = (
-    "path string, label string, split string, features array<float>, "
-    "width int, height int, error string, decode_ms double, infer_ms double"
+from orchard.errors import OrchardError
+from orchard.names import DEFAULT_MODEL
+from orchard.pipeline.inference import (  # noqa: F401 (ARROW_BATCH_ROWS, infer, to_model_input re-exported)
+    ARROW_BATCH_ROWS,
+    DECODE_MS,
+    HEIGHT,
+    INFER_MS,
+    WIDTH,
+    FrameColumns,
+    arrow_batch_rows,
+    infer,
+    partition_featurizer,
+    to_model_input,
 )
+from orchard.pipeline.models import ModelSpec, resolve_model
+from orchard.pipeline.sessions import with_settings
+from orchard.spark.session import task_cpus
+
+log = logging.getLogger(__name__)
+
+ARROW_BATCH_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
+METADATA_KEY = "orchard"  # the features column's metadata: {"orchard": {"model", "dim", "sha256"}}
+
+# Model files shipped with SparkContext.addFile: (application id, file name) -> sha256.
+_SHIPPED: Dict[Tuple[str, str], str] = {}
 
 
-ARROW_BATCH_ROWS = 64  # rows per Arrow batch sent to a Python worker (bounded memory per batch)
+def ship_model(spark_context, path, sha256: str) -> None:
+    """`SparkContext.addFile(path)` once per SparkContext; executors find it by file name.
+
+    Raises OrchardError when a different file of the same name was shipped before (Spark
+    cannot replace a shipped file within one application).
+    """
+    key = (spark_context.applicationId, path.name)
+    shipped = _SHIPPED.get(key)
+    if shipped is None:
+        spark_context.addFile(str(path))
+        _SHIPPED[key] = sha256
+    elif shipped != sha256:
+        raise OrchardError(
+            f"another model file named {path.name} (sha256 {shipped}) was already shipped to this "
+            f"Spark application; Spark cannot replace it: restart Spark to use {path}"
+        )
 
 
-def arrow_batch_rows(batch_size: int) -> int:
-    """Rows per Arrow batch: at least one inference batch, else ARROW_BATCH_ROWS."""
-    return max(ARROW_BATCH_ROWS, batch_size)
+def features_metadata(spec: ModelSpec, sha256: str) -> dict:
+    """Column metadata of a features column: which model made it and its length."""
+    return {METADATA_KEY: {"model": spec.name, "dim": spec.feature_dim, "sha256": sha256}}
 
 
-def to_model_input(pixels: List[np.ndarray], spec: ModelSpec) -> np.ndarray:
-    """Stack HxWx3 uint8 arrays into the batch layout and dtype the model expects."""
-    batch = np.stack(pixels)
-    if spec.layout == "NCHW":
-        batch = batch.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(batch, dtype=np.dtype(spec.dtype))
+def features_origin(frame, column: str) -> Optional[dict]:
+    """{"model", "dim", "sha256"} from `column`'s metadata, or None when it has none."""
+    return frame.schema[column].metadata.get(METADATA_KEY)
 
 
-def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int) -> List[np.ndarray]:
-    """Feature vectors of `pixels`, running the model on `batch_size` images at a time."""
-    features: List[np.ndarray] = []
-    for start in range(0, len(pixels), batch_size):
-        batch = to_model_input(pixels[start : start + batch_size], spec)
-        outputs = session.run([spec.output_name], {spec.input_name: batch})[0]
-        features.extend(row.astype(np.float32, copy=False) for row in outputs)
-    return features
+class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
+                      DefaultParamsReadable, DefaultParamsWritable):
+    """Images -> CNN features (MobileNetV2 by default), as a pyspark.ml Transformer.
 
+    Input: `inputCol` (default "content") holds either the image bytes (binary, as
+    `orchard.load_images` or Spark's `binaryFile` source give) or file paths/URIs (string:
+    local paths, file:, or what pyarrow reads: s3://, hdfs://, gs://), read by the workers.
 
-def featurize_frame(session, spec: ModelSpec, frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
-    """Features (or an error reason) for each row of frame(path, label, split, content)."""
-    started = time.perf_counter()
-    decoded = [try_preprocess(content, spec.image_size) for content in frame["content"]]
-    decoded_at = time.perf_counter()
-    good = [i for i, (pixels, _) in enumerate(decoded) if pixels is not None]
-    features: List[Optional[np.ndarray]] = [None] * len(decoded)
-    for i, vector in zip(good, infer(session, spec, [decoded[i][0].array for i in good], batch_size)):
-        features[i] = vector
-    finished = time.perf_counter()
-    decode_ms = 1000.0 * (decoded_at - started) / max(len(decoded), 1)
-    infer_ms = 1000.0 * (finished - decoded_at) / max(len(good), 1)
-    return pd.DataFrame(
-        {
-            "path": frame["path"].values,
-            "label": frame["label"].values,
-            "split": frame["split"].values,
-            "features": features,
-            "width": [p.width if p else None for p, _ in decoded],
-            "height": [p.height if p else None for p, _ in decoded],
-            "error": [reason for _, reason in decoded],
-            "decode_ms": decode_ms,
-            "infer_ms": [infer_ms if f is not None else 0.0 for f in features],
-        }
-    ).astype({"width": "Int32", "height": "Int32"})
+    Output: the input's columns (less a binary `inputCol`: the image bytes are not carried
+    along) plus
 
+    - `outputCol` (default "features"): array<float>, float32, length 1280 for mobilenet_v2
+      (the model's `feature_dim`); null on error rows. Its column metadata records the model
+      (name, dim, sha256), which VariancePCAModel checks;
+    - `errorCol` (default "error"): string, null when featurized, else the reason (not an
+      image, truncated, unreadable path, ...): a bad image never fails the job;
+    - `width`, `height`: int, the original image size in pixels (null on error rows);
+    - `decode_ms`, `infer_ms`: double, milliseconds per image (reading and decoding, and
+      inference), averaged over the image's Arrow batch; infer_ms is 0.0 on error rows.
 
-def partition_featurizer(
-    model_file_name: str, spec: ModelSpec, batch_size: int, threads: int
-) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """The function given to `mapInPandas`: features for every batch of every partition."""
+    Params: `modelName` (a registered model, default "mobilenet_v2"), `modelPath` (its ONNX
+    file; default: $ORCHARD_MODEL_DIR, the user cache, then a checked download), `batchSize`
+    (images per inference call, default 8). Rows go to Python in Arrow batches of
+    max(64, batchSize) rows; that setting applies to this transform's own job only (a child
+    session: the result DataFrame belongs to it, the caller's session is not changed).
 
-    def featurize_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from pyspark import SparkFiles
+    Raises OrchardError (at `transform`) for an unknown model, a model file that is missing or
+    not the registered one, a missing input column or one of another type, and output columns
+    that already exist.
+    """
 
-        session = onnx_session(SparkFiles.get(model_file_name), threads)
-        for frame in frames:
-            yield featurize_frame(session, spec, frame, batch_size)
+    errorCol = Param(Params._dummy(), "errorCol", "error column name (null when featurized)",
+                     typeConverter=TypeConverters.toString)
+    modelName = Param(Params._dummy(), "modelName", "registered model name (see `orchard models`)",
+                      typeConverter=TypeConverters.toString)
+    modelPath = Param(Params._dummy(), "modelPath", "ONNX file of the model (optional)",
+                      typeConverter=TypeConverters.toString)
+    batchSize = Param(Params._dummy(), "batchSize", "images per inference call (a positive integer)",
+                      typeConverter=TypeConverters.toInt)
 
-    return featurize_partition
+    @keyword_only
+    def __init__(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
+                 modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None, batchSize: int = 8) -> None:
+        super().__init__()
+        self._setDefault(inputCol="content", outputCol="features", errorCol="error",
+                         modelName=DEFAULT_MODEL, batchSize=8)
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
+                  modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None,
+                  batchSize: int = 8) -> "ImageFeaturizer":
+        """Set any of the params; return self."""
+        kwargs = {key: value for key, value in self._input_kwargs.items() if value is not None}
+        return self._set(**kwargs)
+
+    def setInputCol(self, value: str) -> "ImageFeaturizer":
+        return self._set(inputCol=value)
+
+    def setOutputCol(self, value: str) -> "ImageFeaturizer":
+        return self._set(outputCol=value)
+
+    def setErrorCol(self, value: str) -> "ImageFeaturizer":
+        return self._set(errorCol=value)
+
+    def getErrorCol(self) -> str:
+        return self.getOrDefault(self.errorCol)
+
+    def setModelName(self, value: str) -> "ImageFeaturizer":
+        return self._set(modelName=value)
+
+    def getModelName(self) -> str:
+        return self.getOrDefault(self.modelName)
+
+    def setModelPath(self, value: str) -> "ImageFeaturizer":
+        return self._set(modelPath=str(value))
+
+    def getModelPath(self) -> Optional[str]:
+        return self.getOrDefault(self.modelPath) if self.isDefined(self.modelPath) else None
+
+    def setBatchSize(self, value: int) -> "ImageFeaturizer":
+        return self._set(batchSize=value)
+
+    def getBatchSize(self) -> int:
+        return self.getOrDefault(self.batchSize)
+
+    def _columns(self, dataset) -> FrameColumns:
+        from pyspark.sql.types import BinaryType, StringType
+
+        input_col = self.getInputCol()
+        if input_col not in dataset.columns:
+            raise OrchardError(f"ImageFeaturizer: no input column {input_col!r} (columns: {', '.join(dataset.columns)})")
+        kind = dataset.schema[input_col].dataType
+        if not isinstance(kind, (BinaryType, StringType)):
+            raise OrchardError(f"ImageFeaturizer: input column {input_col!r} must be binary (image bytes) "
+                               f"or string (file paths/URIs), got {kind.simpleString()}")
+        paths = isinstance(kind, StringType)
+        kept = tuple(name for name in dataset.columns if paths or name != input_col)
+        columns = FrameColumns(input=input_col, features=self.getOutputCol(), error=self.getErrorCol(),
+                               kept=kept, paths=paths)
+        clashes = sorted(set(kept) & {columns.features, columns.error, WIDTH, HEIGHT, DECODE_MS, INFER_MS})
+        if clashes:
+            raise OrchardError(f"ImageFeaturizer: the input already has column(s) {', '.join(clashes)}")
+        return columns
+
+    def _output_schema(self, dataset, columns: FrameColumns):
+        from pyspark.sql.types import ArrayType, DoubleType, FloatType, IntegerType, StringType, StructField, StructType
+
+        fields = [dataset.schema[name] for name in columns.kept]
+        fields += [
+            StructField(columns.features, ArrayType(FloatType())),
+            StructField(WIDTH, IntegerType()),
+            StructField(HEIGHT, IntegerType()),
+            StructField(columns.error, StringType()),
+            StructField(DECODE_MS, DoubleType()),
+            StructField(INFER_MS, DoubleType()),
+        ]
+        return StructType(fields)
+
+    def _transform(self, dataset):
+        from pyspark.sql import functions as F
+
+        columns = self._columns(dataset)
+        batch_size = self.getBatchSize()
+        if batch_size < 1:
+            raise OrchardError(f"ImageFeaturizer: batchSize must be a positive integer, got {batch_size}")
+        spec, path, sha256 = resolve_model(self.getModelName(), self.getModelPath())
+        spark = dataset.sparkSession
+        ship_model(spark.sparkContext, path, sha256)
+        featurize = partition_featurizer(path.name, spec, batch_size, task_cpus(spark), columns)
+        scoped = with_settings(dataset, {ARROW_BATCH_KEY: str(arrow_batch_rows(batch_size))})
+        featurized = scoped.mapInPandas(featurize, self._output_schema(dataset, columns))
+        tagged = F.col(columns.features).alias(columns.features, metadata=features_metadata(spec, sha256))
+        return featurized.withColumn(columns.features, tagged)

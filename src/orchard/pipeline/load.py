@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import List
+from typing import Dict, List, Optional
 from urllib.parse import unquote, urlparse
 
 from orchard.errors import OrchardError
 from orchard.paths import is_local_uri
 from orchard.pipeline.preprocess import IMAGE_EXTENSIONS, is_image_name
+from orchard.pipeline.sessions import bind, child_session
+from orchard.spark.session import task_cpus, total_cores
 
 log = logging.getLogger(__name__)
 
 SCAN_OPEN_COST_BYTES = 64 * 1024
+OPEN_COST_KEY = "spark.sql.files.openCostInBytes"
+DISCOVERY_THRESHOLD_KEY = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 
 # Hadoop glob matching image names in any letter case: *.{[jJ][pP][gG],...}
 IMAGE_GLOB = "*.{" + ",".join(
@@ -50,10 +54,14 @@ def relative_to(root_uri: str, file_uri: str) -> str:
     return full[len(root) + 1 :]
 
 
-def _binary_files(spark, uri: str, glob: str = "*"):
+def _binary_files(spark, uri: str, glob: str = "*", conf: Optional[Dict[str, str]] = None):
+    """Spark's binaryFile scan of `uri`, read by a child session with `conf` set (the caller's
+    session is left as it was; the scan keeps the child's settings: see pipeline.sessions)."""
+    settings = dict(conf or {})
     if is_local_uri(uri):  # a local disk lists faster on the driver than in a Spark job
-        spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.threshold", "1000000")
-    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+        settings[DISCOVERY_THRESHOLD_KEY] = "1000000"
+    session = child_session(spark, settings) if settings else spark
+    reader = session.read.format("binaryFile").option("recursiveFileLookup", "true")
     return reader.option("pathGlobFilter", glob).load(uri)
 
 
@@ -124,15 +132,15 @@ def read_images(spark, listing: Listing, partitions: int):
     from pyspark.sql import functions as F
 
     # Spark counts 4 MB per opened file when it packs files into scan tasks: with small images
-    # that makes hundreds of tiny scan tasks. Count a small image's real cost instead; the
-    # repartition below spreads the images over the cores anyway.
-    spark.conf.set("spark.sql.files.openCostInBytes", str(SCAN_OPEN_COST_BYTES))
+    # that makes hundreds of tiny scan tasks. Count a small image's real cost instead (in the
+    # scan's own session: the file relation keeps it); the repartition below spreads the
+    # images over the cores anyway.
     prefix_length = len(listing.root_uri.rstrip("/")) + 1
-    raw = _binary_files(spark, listing.root_uri, IMAGE_GLOB)
+    raw = bind(_binary_files(spark, listing.root_uri, IMAGE_GLOB, {OPEN_COST_KEY: str(SCAN_OPEN_COST_BYTES)}), spark)
     relative = raw.select(
         F.expr(f"substring(path, {prefix_length + 1})").alias("path"), "content"
     )
-    return with_label_and_split(relative).repartition(partitions)
+    return with_label_and_split(relative).select("path", "label", "split", "content").repartition(partitions)
 
 
 def planned_cores(spark) -> int:
@@ -140,8 +148,6 @@ def planned_cores(spark) -> int:
     (`spark.cores.max`; `spark.executor.instances` x `spark.executor.cores`) when that is more,
     since executors may still be starting when the partitions are chosen (and a standalone
     master's defaultParallelism is never below 2)."""
-    from orchard.spark.session import task_cpus, total_cores
-
     conf = spark.sparkContext.getConf()
 
     def number(key: str) -> int:
@@ -181,3 +187,24 @@ def choose_partitions(n_images: int, total_cores: int, waves: int = 2, min_per_t
     full_waves = min(waves, worth // cores)
     full_waves = max(full_waves, -(-n_images // (cores * max_per_task)))
     return cores * max(1, full_waves)
+
+
+def load_images(spark, uri: str, partitions: Optional[int] = None):
+    """The images below `uri` as a DataFrame(path string, label string, split string, content binary).
+
+    `uri`: a folder, hdfs:///path, s3a://bucket/prefix (any Hadoop filesystem), laid out as
+    `<root>/<Split>/<Class>/<image>` (Fruits-360) or `<root>/<Class>/<image>`. `path` is
+    relative to the root with `/` separators and real characters (not URL-escaped); `label`
+    the class folder; `split` the folder above it (null in the 2-level layout); `content` the
+    file's bytes. Images are .jpg/.jpeg/.png in any letter case (other files are left out);
+    zero-byte files are not in it (Spark's scan skips them; `orchard.run` reports them as errors).
+
+    Lazy: the files are read when an action runs, in `partitions` partitions (default: from
+    the image and core counts, see choose_partitions). The scan's own Spark settings apply to
+    it only; the caller's session is not changed.
+
+    Raises OrchardError when `uri` does not exist, is a file, or holds no image.
+    """
+    listing = list_input(spark, uri)
+    count = partitions or choose_partitions(len(listing.images), planned_cores(spark))
+    return read_images(spark, listing, count)

@@ -79,8 +79,17 @@ def cache_dir() -> Path:
     return cache_root() / "models"
 
 
+# sha256 of model files already hashed in this process: (path, size, mtime_ns) -> digest
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+
+
 def sha256_of(path: Path) -> str:
-    return file_digest(path, "sha256")
+    """sha256 of a file, hashed once per process while its size and mtime stay the same."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path, "sha256")
+    return _DIGESTS[key]
 
 
 def verify_model_file(path: Path, spec: ModelSpec, check_sha: bool = True) -> str:

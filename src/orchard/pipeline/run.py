@@ -16,7 +16,7 @@ from orchard import __version__, names
 from orchard.errors import OrchardError
 from orchard.names import STAGE_PROPERTY
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig
-from orchard.pipeline.featurize import FEATURES_SCHEMA, arrow_batch_rows, partition_featurizer
+from orchard.pipeline.featurize import ImageFeaturizer, arrow_batch_rows
 from orchard.pipeline.load import (
     choose_partitions,
     file_size,
@@ -26,7 +26,8 @@ from orchard.pipeline.load import (
     with_label_and_split,
 )
 from orchard.pipeline.models import resolve_model
-from orchard.pipeline.reduce import PcaResult, fit_pca, project, with_vectors
+from orchard.pipeline.record import RunCounts, RunRecord
+from orchard.pipeline.reduce import VariancePCA, VariancePCAModel
 from orchard.pipeline.write import (
     ERRORS_DIR,
     FEATURES_DIR,
@@ -40,7 +41,7 @@ from orchard.pipeline.write import (
     scree_plot_png,
 )
 from orchard.spark.eventlog import event_log_conf, event_log_of
-from orchard.spark.session import create_session, executor_task_counts, stop_session, task_cpus
+from orchard.spark.session import create_session, executor_task_counts, stop_session
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +77,15 @@ class StageTimer:
             log.info("stage %s done in %.1f s", name, self.seconds[name])
 
 
-def spark_conf_for(config: RunConfig) -> Dict[str, str]:
-    """Spark settings of this run: the profile's (cluster, storage), then the user's own."""
-    conf: Dict[str, str] = {}
-    if config.profile:
-        from orchard.local.profiles import profile_spark_conf
-
-        conf.update(profile_spark_conf(config.profile))
-    conf.update(config.spark_conf)
-    return conf
-
-
 def launched_by_spark_submit() -> bool:
     """True inside `spark-submit` (e.g. an EMR step): the master then comes from spark-submit."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def start_spark(config: RunConfig):
-    conf = spark_conf_for(config)
+def start_spark(config: RunConfig, spark_conf: Dict[str, str]):
+    """Start Spark for a run: `spark_conf` (the profile's and the user's settings; its
+    `spark.master` wins over config.master), orchard's defaults and the event log."""
+    conf = dict(spark_conf)
     master = conf.pop("spark.master", None) or config.master
     if not master and not launched_by_spark_submit():
         master = DEFAULT_MASTER
@@ -103,24 +95,26 @@ def start_spark(config: RunConfig):
                           class_archive_name="run")
 
 
-def run_pipeline(config: RunConfig, spark=None) -> Dict[str, Any]:
-    """Run the pipeline described by `config`; return the run record (also written as run.json).
+def run_pipeline(config: RunConfig, spark=None, spark_conf: Optional[Dict[str, str]] = None) -> RunRecord:
+    """Run the pipeline described by `config`; return its record (also written as run.json).
 
-    Uses `spark` (or the active session); else starts Spark, and stops it at the end.
+    Uses `spark` (or the active session); else starts Spark with `spark_conf` (default
+    config.spark_conf; orchard.api.run adds the profile's), and stops it at the end.
+    Raises OrchardError on bad settings, a missing input or model, an existing output.
     """
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     owns_session = spark is None and SparkContext._active_spark_context is None
     try:
-        return _run(config, spark)
+        return _run(config, spark, config.spark_conf if spark_conf is None else spark_conf)
     finally:
         started = SparkSession.getActiveSession() if owns_session else None
         if started is not None:
             stop_session(started)  # also ends the JVM: the event log is complete on return
 
 
-def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
+def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     config.validate()
     started_at = dt.datetime.now(dt.timezone.utc)
     timer = StageTimer()
@@ -130,9 +124,8 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
         spec, model_path, model_sha = resolve_model(config.model, config.model_path)
     _in_background(_import_later_libraries)  # while the JVM starts, which leaves a core idle
     with timer.stage(names.STAGE_SPARK_START):
-        spark = spark or start_spark(config)
+        spark = spark or start_spark(config, spark_conf)
     timer.spark_context = spark.sparkContext
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_rows(config.batch_size)))
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -143,9 +136,8 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
         images = read_images(spark, listing, partitions)
     output = Output(spark, config.output)
     output.prepare(config.overwrite)
-    spark.sparkContext.addFile(str(model_path))
-    featurizer = partition_featurizer(model_path.name, spec, config.batch_size, task_cpus(spark))
-    featurized = images.mapInPandas(featurizer, FEATURES_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
+    featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size)
+    featurized = featurizer.transform(images).persist(StorageLevel.MEMORY_AND_DISK)
     with timer.stage(names.STAGE_FEATURIZE):
         log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
         stats = featurized.agg(
@@ -156,21 +148,20 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
         ).first()
 
     with timer.stage(names.STAGE_RECONCILE):
-        errors = _error_rows(spark, featurized, listing, int(stats["rows"]))
+        errors = _error_rows(featurized, listing, int(stats["rows"]))
     ok = featurized.where(F.col("error").isNull()).drop("error")
     n_featurized = int(stats["featurized"])
-    pca: Optional[PcaResult] = None
+    pca: Optional[VariancePCAModel] = None
     with timer.stage(names.STAGE_PCA_FIT):
         if n_featurized >= 2:
-            pca = fit_pca(with_vectors(ok).select("_features_vector"), spec.feature_dim,
-                          config.pca_variance, config.pca_k)
+            pca = VariancePCA(variance=config.pca_variance, k=config.pca_k).fit(ok)
         else:
             log.warning("PCA skipped: it needs at least 2 featurized images, got %d", n_featurized)
     # the scree plot (~1 s of matplotlib) is drawn while Spark writes the tables
-    scree = _in_background(scree_plot_png, pca.explained_variance, pca.k, config.pca_variance,
+    scree = _in_background(scree_plot_png, pca.explainedVariance, pca.k, config.pca_variance,
                            f"PCA of {spec.name} features ({n_featurized} images)") if pca else None
     with timer.stage(names.STAGE_WRITE_FEATURES):
-        table = project(ok, pca.model) if pca else ok.withColumn("pca", F.lit(None).cast("array<float>"))
+        table = pca.transform(ok) if pca else ok.withColumn("pca", F.lit(None).cast("array<float>"))
         table = table.withColumn("model", F.lit(spec.name))
         columns = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms")
         # one wave of tasks, one file per core: fewer, larger files, and faster than two waves here
@@ -181,44 +172,39 @@ def _run(config: RunConfig, spark=None) -> Dict[str, Any]:
         n_errors = errors.count()
     with timer.stage(names.STAGE_WRITE_MODEL):
         if pca:
-            pca.model.write().overwrite().save(output.child(PCA_MODEL_DIR))
+            pca.pcaModel.write().overwrite().save(output.child(PCA_MODEL_DIR))
             output.write_bytes(SCREE_PLOT, scree.result())
     featurized.unpersist()
 
-    counts = {
-        "found": listing.found,
-        "images": len(listing.images),
-        "featurized": n_featurized,
-        "errors": int(n_errors),
-        "ignored": len(listing.ignored),
-    }
-    if counts["featurized"] + counts["errors"] + counts["ignored"] != counts["found"]:
+    counts = RunCounts(found=listing.found, images=len(listing.images), featurized=n_featurized,
+                       errors=int(n_errors), ignored=len(listing.ignored))
+    if counts.featurized + counts.errors + counts.ignored != counts.found:
         raise OrchardError(f"internal: counts do not reconcile: {counts}")
-    record = {
-        "orchard_version": __version__,
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "input": listing.root_uri,
-        "output": output.uri,
-        "counts": counts,
-        "ignored_files": listing.ignored[:100],
-        "model": {"name": spec.name, "sha256": model_sha, "file": str(model_path),
-                  "feature_dim": spec.feature_dim, "input": f"{spec.layout} {spec.dtype} {spec.image_size}"},
-        "pca": _pca_record(pca, config),
-        "partitions": partitions,
-        "cores": cores,
-        "seconds": {**timer.seconds, "total": round(sum(timer.seconds.values()), 3)},
-        "stage_started_at": timer.started_at,
-        "udf_seconds": {"decode": round((stats["decode_ms"] or 0) / 1000, 3),
-                        "inference": round((stats["infer_ms"] or 0) / 1000, 3)},
-        "master": spark.sparkContext.master,
-        "executors": executor_task_counts(spark),
-        "spark": _spark_record(spark),
-        "versions": _versions(),
-        "config": config.to_dict(),
-    }
-    output.write_json(RUN_RECORD, record)
+    record = RunRecord(
+        orchard_version=__version__,
+        started_at=started_at.isoformat(timespec="seconds"),
+        input=listing.root_uri,
+        output=output.uri,
+        counts=counts,
+        ignored_files=listing.ignored[:100],
+        model={"name": spec.name, "sha256": model_sha, "file": str(model_path),
+               "feature_dim": spec.feature_dim, "input": f"{spec.layout} {spec.dtype} {spec.image_size}"},
+        pca=_pca_record(pca, config),
+        partitions=partitions,
+        cores=cores,
+        seconds={**timer.seconds, "total": round(sum(timer.seconds.values()), 3)},
+        stage_started_at=timer.started_at,
+        udf_seconds={"decode": round((stats["decode_ms"] or 0) / 1000, 3),
+                     "inference": round((stats["infer_ms"] or 0) / 1000, 3)},
+        master=spark.sparkContext.master,
+        executors=executor_task_counts(spark),
+        spark=_spark_record(spark),
+        versions=_versions(),
+        config=config.to_dict(),
+    )
+    output.write_json(RUN_RECORD, record.to_dict())
     log.info("featurized %d images, %d errors, %d ignored -> %s",
-             n_featurized, counts["errors"], counts["ignored"], output.uri)
+             n_featurized, counts.errors, counts.ignored, output.uri)
     return record
 
 
@@ -241,7 +227,7 @@ def _in_background(work: Callable[..., Any], *args: Any) -> Future:
     return result
 
 
-def _error_rows(spark, featurized, listing, rows_read: int):
+def _error_rows(featurized, listing, rows_read: int):
     """Error rows: decode failures, plus every listed image the scan did not return (zero-byte).
 
     Each file is read at most once, so when the scan returned as many rows as there are
@@ -249,6 +235,7 @@ def _error_rows(spark, featurized, listing, rows_read: int):
     """
     from pyspark.sql import functions as F
 
+    spark = featurized.sparkSession
     unread: List[str] = []
     if rows_read != len(listing.images):
         listed = spark.createDataFrame([(path,) for path in listing.images], "path string")
@@ -265,14 +252,14 @@ def _unread_reason(spark, listing, path: str) -> str:
     return EMPTY_FILE_REASON if size == 0 else UNREAD_FILE_REASON
 
 
-def _pca_record(pca: Optional[PcaResult], config: RunConfig) -> Dict[str, Any]:
+def _pca_record(pca: Optional[VariancePCAModel], config: RunConfig) -> Dict[str, Any]:
     if not pca:
         return {"k": 0, "skipped": "fewer than 2 featurized images"}
     return {
         "k": pca.k,
         "chosen_by": "pca_k" if config.pca_k else f"explained variance >= {config.pca_variance}",
-        "explained_variance": round(pca.explained_by_k, 6),
-        "explained_variance_ratios": [round(x, 8) for x in pca.explained_variance[: max(pca.k, 50)]],
+        "explained_variance": round(pca.explainedByK, 6),
+        "explained_variance_ratios": [round(x, 8) for x in pca.explainedVariance[: max(pca.k, 50)]],
         "scree_plot": SCREE_PLOT,
     }
 
