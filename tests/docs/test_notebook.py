@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import orchard
-from tests.conftest import REPO, SAMPLE
+from tests.conftest import REPO
 
 NOTEBOOK = REPO / "docs" / "notebooks" / "walkthrough.ipynb"
 KERNEL_NAME = "orchard-tests"
@@ -47,7 +47,7 @@ def _text_of(outputs) -> str:
 
 
 @pytest.mark.slow
-def test_walkthrough_notebook_runs_on_the_sample(tmp_path, monkeypatch):
+def test_walkthrough_notebook_runs_on_the_sample(sample_dir, tmp_path, monkeypatch):
     import nbclient  # the `test` extras: nbclient, nbformat, ipykernel
     import nbformat
 
@@ -56,7 +56,7 @@ def test_walkthrough_notebook_runs_on_the_sample(tmp_path, monkeypatch):
     # the kernel imports the same orchard as these tests (a checkout's src/ or the installed one)
     package_root = str(Path(orchard.__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-    monkeypatch.setenv("ORCHARD_SAMPLE", str(SAMPLE))
+    monkeypatch.setenv("ORCHARD_SAMPLE", str(sample_dir))
     monkeypatch.setenv("ORCHARD_WALKTHROUGH_OUTPUT", str(tmp_path / "out"))
 
     notebook = nbformat.read(str(NOTEBOOK), as_version=4)
