@@ -1,5 +1,4 @@
-"""Analysis of orchard runs from Spark event logs: parsing (eventlog), metrics and verdict
-(metrics), figures and the report (report).
-
-Kept light on import: `orchard.pipeline.run` imports `orchard.analysis.eventlog` while a run starts.
+"""Analysis of orchard runs: event-log parsing (eventlog), metrics and verdict (metrics), figures
+and the report (figures, report), the scale test (scaling/: records, runner, fit, render) and a
+classifier on the features (classifier).
 """

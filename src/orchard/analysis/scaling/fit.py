@@ -7,7 +7,6 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 
 from orchard.analysis.scaling.records import Measurement
 from orchard.cloud import pricing
@@ -43,6 +42,8 @@ def fit(rows: Sequence[Measurement]) -> Fit:
     Medians, not every run: on a shared machine one run now and then is slowed by someone
     else's work, and the fit should not follow it.
     """
+    import numpy as np  # deferred: a quarter of a second on every `orchard` start
+
     good = [r for r in rows if r.ok and not r.warmup and r.images]
     if len({r.total_cores for r in good}) < 2:
         raise OrchardError("the fit needs successful runs on at least two core counts")
@@ -89,6 +90,8 @@ def fit(rows: Sequence[Measurement]) -> Fit:
 def driver_serial_cost(rows: Sequence[Measurement]) -> Optional[float]:
     """Seconds per image of the driver-side stages (list, reconcile) that grow with the input,
     from runs on inputs of several sizes (slope of their medians); None with one size."""
+    import numpy as np  # deferred: a quarter of a second on every `orchard` start
+
     by_size: Dict[int, List[float]] = {}
     for row in rows:
         if row.ok and not row.warmup and row.images:

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 
 from orchard.analysis.scaling.fit import ConfigSummary, Fit, Projection
 from orchard.analysis.scaling.records import Measurement
@@ -42,6 +41,7 @@ def speedup_plot(rows: Sequence[Measurement], summaries: Sequence[ConfigSummary]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
     inputs = sorted({s.input for s in summaries})
