@@ -6,14 +6,14 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
 from orchard.cli import main
 from orchard.cloud.artifacts import build_wheel
 from orchard.cloud.layout import Layout
-from orchard.cloud.wheelhouse import LOCK_FILE, LOCK_NAME
+from orchard.cloud.wheelhouse import LOCK_FILE, LOCK_NAME, build_wheelhouse, find_python39
 
 REGION = "eu-west-3"
 BUCKET = "orchard-test-seeds"
@@ -166,3 +166,17 @@ def push_args(small_dataset: Path, wheel: Path, wheelhouse: Path) -> Tuple[str, 
 def deploy_base(capsys, small_dataset: Path, wheel: Path, wheelhouse: Path) -> None:
     assert cli(capsys, "aws", "init", "--bucket", BUCKET, "--yes")[0] == 0
     assert cli(capsys, *push_args(small_dataset, wheel, wheelhouse))[0] == 0
+
+
+@pytest.fixture(scope="session")
+def python39() -> str:
+    found = find_python39()
+    if not found:
+        pytest.skip("no Python 3.9 here (set ORCHARD_PYTHON39): EMR 7's Python is needed")
+    return found
+
+
+@pytest.fixture(scope="session")
+def x86_64_wheelhouse() -> Path:
+    """The real wheelhouse (x86_64 part), downloaded once into WHEELHOUSE_CACHE."""
+    return build_wheelhouse(cache=WHEELHOUSE_CACHE, architectures=("x86_64",))

@@ -58,10 +58,26 @@ def platform_args(arch: str) -> List[str]:
     return args
 
 
-def _pip_download(arguments: Sequence[str], dest: Path) -> None:
+def find_python39() -> Optional[str]:
+    """A CPython 3.9 here (the nodes' version): this one, $ORCHARD_PYTHON39, pyenv's 3.9.x, or
+    python3.9 on PATH (not a pyenv shim: it answers only where 3.9 is selected); None if none."""
+    if sys.version_info[:2] == (3, 9):
+        return sys.executable
+    configured = os.environ.get("ORCHARD_PYTHON39")
+    if configured:
+        return configured
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = sorted(root.glob("versions/3.9.*/bin/python3.9"))
+    if found:
+        return str(found[-1])
+    on_path = shutil.which("python3.9")
+    return on_path if on_path and "/shims/" not in on_path else None
+
+
+def _pip_download(arguments: Sequence[str], dest: Path, python: str = sys.executable) -> None:
     """`pip download` from PyPI alone (--isolated: this machine's pip settings and local wheel
-    folders are ignored, so hashes are PyPI's)."""
-    command = [sys.executable, "-m", "pip", "download", "--isolated", "--disable-pip-version-check",
+    folders are ignored, so hashes are PyPI's), run by `python`."""
+    command = [python, "-m", "pip", "download", "--isolated", "--disable-pip-version-check",
                "--no-input", "--index-url", os.environ.get("ORCHARD_PIP_INDEX_URL", PYPI),
                "--dest", str(dest), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
@@ -113,12 +129,23 @@ def lock_text(wheels: Dict[str, List[Path]]) -> str:
 
 
 def lock(requirements: Path = REQUIREMENTS_FILE, target: Path = LOCK_FILE) -> Path:
-    """Resolve `requirements` for the nodes (each architecture) and write the lock to `target`."""
+    """Resolve `requirements` for the nodes (each architecture) and write the lock to `target`.
+
+    pip resolves with a Python 3.9: it evaluates the dependencies' markers (`python_version <
+    "3.10"`: importlib-resources, zipp...) with the interpreter running it, not with
+    --python-version. (Markers on the machine, `platform_machine`, are still this machine's:
+    the architectures must resolve to the same set, which is checked.) Raises OrchardError
+    without a Python 3.9.
+    """
+    python = find_python39()
+    if python is None:
+        raise OrchardError("locking the nodes' libraries needs a Python 3.9 (EMR 7's): set "
+                           "ORCHARD_PYTHON39 or install one (e.g. pyenv install 3.9)")
     with tempfile.TemporaryDirectory(prefix="orchard-lock-") as tmp:
         wheels = {}
         for arch in ARCHITECTURES:
             folder = Path(tmp) / arch
-            _pip_download([*platform_args(arch), "--requirement", str(requirements)], folder)
+            _pip_download([*platform_args(arch), "--requirement", str(requirements)], folder, python)
             wheels[arch] = sorted(folder.glob("*.whl"))
         target.write_text(lock_text(wheels), encoding="utf-8")
     return target
