@@ -18,7 +18,7 @@ import pytest
 from orchard.cloud import emr as emr_module
 from orchard.cloud.layout import NODE_PYTHON
 from tests.cloud.conftest import (
-    BUCKET, LAYOUT, MODEL, REGION, SSH_CIDR, cli, cli_json, deploy_base, dry_run, ops, params_of,
+    BUCKET, LAYOUT, REGION, SSH_CIDR, cli, cli_json, deploy_base, dry_run, ops, params_of,
     push_args,
 )
 
