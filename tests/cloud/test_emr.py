@@ -105,7 +105,25 @@ def test_without_yes_or_a_terminal_init_says_what_it_would_change(sent, capsys):
     assert stored_block_public_access()["BlockPublicSecurityGroupRules"] is False
 
 
-def test_a_person_at_a_terminal_is_asked():
+def test_a_person_at_a_terminal_is_asked(sent, capsys, monkeypatch):
+    set_block_public_access(False, [(22, 22)])
+    questions = []
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("builtins.input", lambda text: questions.append(text) or "n")
+    assert cli(capsys, "aws", "init", "--bucket", BUCKET)[0] == 0
+    assert len(questions) == 1 and "off -> on, ports 22 permitted" in questions[0]
+    assert "PutBlockPublicAccessConfiguration" not in ops(sent)
+    monkeypatch.setattr("builtins.input", lambda text: "y")
+    assert cli(capsys, "aws", "init", "--bucket", BUCKET)[0] == 0
+    assert stored_block_public_access()["BlockPublicSecurityGroupRules"] is True
+
+
+def test_a_dry_run_shows_the_change_without_asking():
     answers = []
     aws = Aws(region=REGION, dry_run=True)
     plan = merge_block_public_access(aws, lambda text: answers.append(text) or False)

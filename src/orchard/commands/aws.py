@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from orchard.cloud.api import DEFAULT_REGION, Aws, dumps
 from orchard.cloud.artifacts import ENTRY_SCRIPT, build_wheel, render_bootstrap, sha256_text, write_bootstrap
@@ -363,7 +363,7 @@ def push_command(args: argparse.Namespace) -> int:
     return _emit(args, aws, result, "\n".join(lines))
 
 
-def _wheelhouse(args: argparse.Namespace, layout: Layout) -> List[Any]:
+def _wheelhouse(args: argparse.Namespace, layout: Layout) -> List[Tuple[Path, str]]:
     """(path, key) of the wheelhouse's files: --wheelhouse DIR, else built from the lock (cached)."""
     if args.wheelhouse:
         folder = Path(args.wheelhouse)
