@@ -2,7 +2,7 @@
 """Rewrite the output blocks of docs/aws.md: each block that follows a `$ orchard ...` line gets
 what that command prints now (dry runs and cost estimates: no AWS access needed).
 
-    python scripts/update-aws-docs.py          (tests/cloud/test_aws.py checks the blocks are current)
+    python scripts/update-aws-docs.py          (tests/cloud/test_commands.py checks the blocks are current)
 """
 import contextlib
 import io

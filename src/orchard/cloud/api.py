@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from orchard import __version__
 from orchard.errors import OrchardError
 from orchard.storage.fs import PART_SIZE, transfer_config
 
@@ -97,8 +98,6 @@ class Aws:
             client = self._clients.get(service)
             if client is None:
                 from botocore.config import Config
-
-                from orchard import __version__
 
                 config = Config(retries={"mode": "standard", "max_attempts": 10},
                                 user_agent_extra=f"orchard/{__version__}",
@@ -250,6 +249,11 @@ def dry_run_response(request: Request, region: str) -> Dict[str, Any]:
         return {"InstanceProfile": {"InstanceProfileName": name, "Roles": [{"RoleName": name}]}}
     if op == "GetObject":
         return {"Body": None}
+    if op == "DescribeKey":
+        key = params["KeyId"]
+        arn = key if key.startswith("arn:") and ":key/" in key else \
+            f"arn:aws:kms:{region}:{DRY_ACCOUNT}:key/<key id of {key}>"
+        return {"KeyMetadata": {"KeyId": arn.rsplit("/", 1)[-1], "Arn": arn}}
     return {}
 
 

@@ -1,5 +1,5 @@
 """What the cluster needs besides the images: orchard's wheel, the bootstrap script, the step's
-entry script and the model."""
+entry script and the model (the nodes' libraries: orchard.cloud.wheelhouse)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,36 +10,25 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from orchard import __version__
-from orchard.cloud.layout import NODE_MODEL_DIR, NODE_PYTHON
+from orchard.cloud.layout import NODE_MODEL_DIR, NODE_SYSTEM_PYTHON, NODE_VENV
 from orchard.errors import OrchardError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BOOTSTRAP_TEMPLATE = DATA_DIR / "emr-bootstrap.sh"
-REQUIREMENTS_FILE = DATA_DIR / "emr-requirements.txt"
 ENTRY_SCRIPT = Path(__file__).resolve().parent.parent / "spark" / "entry.py"
 # Wheels built with this timestamp are identical when the sources are: `push` then skips them.
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest date a zip file can hold
 
 
-def node_requirements() -> List[str]:
-    """The pinned requirements of the nodes (data/emr-requirements.txt), comments dropped."""
-    lines = []
-    for line in REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            lines.append(line)
-    return lines
-
-
 def render_bootstrap(model_sha256: str = "") -> str:
-    """The bootstrap action's text: the template with the pins, paths and model checksum."""
+    """The bootstrap action's text: the template with the nodes' paths and the model checksum."""
     text = BOOTSTRAP_TEMPLATE.read_text(encoding="utf-8")
     for name, value in (("ORCHARD_VERSION", __version__), ("MODEL_DIR", NODE_MODEL_DIR),
-                        ("NODE_PYTHON", NODE_PYTHON), ("MODEL_SHA256", model_sha256),
-                        ("REQUIREMENTS", "\n".join(node_requirements()))):
+                        ("SYSTEM_PYTHON", NODE_SYSTEM_PYTHON), ("VENV", NODE_VENV),
+                        ("MODEL_SHA256", model_sha256)):
         text = text.replace(f"@@{name}@@", value)
     if "@@" in text:
         raise OrchardError("internal: unfilled placeholder in the bootstrap template")

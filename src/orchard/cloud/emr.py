@@ -1,21 +1,28 @@
 """EMR: the cluster (RunJobFlow), its network, the step running `orchard run`, and what follows
-(wait, logs, terminate, SSH tunnel)."""
+(wait, logs, terminate, SSH tunnel); the account's EMR block-public-access setting.
+
+On EMR 7.10 and later, Spark reads and writes `s3://` URIs through S3A (Hadoop's connector),
+no longer EMRFS; the nodes' role gives it the bucket's rights either way.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import gzip
 import ipaddress
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
-from orchard.cloud.api import Aws, Request
+from orchard.cloud.api import Aws, AwsError, Request
+from orchard.cloud.iam import check_roles
 from orchard.cloud.layout import (
     EMR_MANAGED_TAG, NODE_PYTHON, PROJECT_TAG, Layout, node_model_path,
 )
+from orchard.cloud.pricing import instance_price
 from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,10 @@ DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 DEFAULT_CORE_COUNT = 3
 DEFAULT_IDLE_TIMEOUT = "1h"
 APPLICATIONS = ("Spark", "Hadoop", "JupyterHub")
+# The security groups EMR creates in a VPC the first time, and reuses: made before 2021 (or by
+# EMR's v1 policy) they lack the tag AmazonEMRServicePolicy_v2 needs to manage them.
+EMR_DEFAULT_GROUPS = ("ElasticMapReduce-master", "ElasticMapReduce-slave",
+                      "ElasticMapReduce-ServiceAccess")
 MIN_IDLE_S, MAX_IDLE_S = 60, 7 * 24 * 3600  # what EMR's AutoTerminationPolicy accepts
 MIN_SSH_PREFIX = 8  # an --ssh-cidr wider than a /8 is refused (0.0.0.0/0 above all)
 
@@ -127,8 +138,6 @@ class ClusterSpec:
 
 
 def vcpus_of(instance_type: str) -> Optional[int]:
-    from orchard.cloud.pricing import instance_price
-
     try:
         return instance_price(instance_type).vcpu
     except OrchardError:
@@ -149,6 +158,10 @@ def spark_defaults(spec: ClusterSpec) -> Dict[str, str]:
         "spark.executor.cores": "2",
         "spark.executor.memory": "3g",
         "spark.executor.memoryOverhead": "2g",
+        # orchard's virtual environment (the bootstrap makes it on every node), also for the
+        # sessions JupyterHub starts through Livy; the nodes' system Python stays untouched
+        "spark.pyspark.python": NODE_PYTHON,
+        "spark.pyspark.driver.python": NODE_PYTHON,
     }
     vcpus = vcpus_of(spec.instance_type)
     if vcpus:
@@ -173,10 +186,11 @@ def configurations(spec: ClusterSpec) -> List[Dict[str, Any]]:
 
 def bootstrap_action(spec: ClusterSpec) -> Dict[str, Any]:
     layout = spec.layout
-    args = [layout.uri(layout.wheel_key), layout.uri(layout.model_key(spec.model_file))]
+    args = [layout.uri(layout.wheel_key), layout.uri(layout.wheelhouse_prefix),
+            layout.uri(layout.model_key(spec.model_file))]
     if spec.model_sha256:
         args.append(spec.model_sha256)
-    return {"Name": "orchard: Python libraries, orchard wheel, model",
+    return {"Name": "orchard: virtual environment (locked libraries, orchard wheel), model",
             "ScriptBootstrapAction": {"Path": layout.uri(layout.bootstrap_key), "Args": args}}
 
 
@@ -232,14 +246,56 @@ def run_job_flow_params(spec: ClusterSpec, subnet_id: str,
     return params
 
 
-def block_public_access() -> Request:
+def get_block_public_access() -> Request:
+    return Request("emr", "GetBlockPublicAccessConfiguration", {},
+                   why="the account's setting in this region, to merge into (never replaced)")
+
+
+def put_block_public_access(permitted: List[Dict[str, int]]) -> Request:
     return Request("emr", "PutBlockPublicAccessConfiguration", {
         "BlockPublicAccessConfiguration": {
             "BlockPublicSecurityGroupRules": True,
-            "PermittedPublicSecurityGroupRuleRanges": [],
+            "PermittedPublicSecurityGroupRuleRanges": permitted,
         },
-    }, why="EMR refuses to start any cluster of this account and region whose security groups "
-           "open a port (22 included) to 0.0.0.0/0 or ::/0")
+    }, why="only if it was off: EMR then refuses to start any cluster of this account and region "
+           "whose security groups open a port to 0.0.0.0/0 or ::/0, except the port ranges "
+           "already permitted (kept)")
+
+
+def block_public_access_plan(current: Dict[str, Any]) -> Dict[str, Any]:
+    """What `init` changes in the account's EMR block public access (per account and region).
+
+    `current` is GetBlockPublicAccessConfiguration's answer. Orchard turns the block on and
+    keeps the permitted port ranges (AWS's default permits 22); nothing else changes. Returns
+    {before, after: {block, permitted}, change: bool}.
+    """
+    config = current.get("BlockPublicAccessConfiguration") or {}
+    permitted = [{k: v for k, v in r.items() if k in ("MinRange", "MaxRange") and v is not None}
+                 for r in config.get("PermittedPublicSecurityGroupRuleRanges") or []]
+    before = {"block": bool(config.get("BlockPublicSecurityGroupRules")), "permitted": permitted}
+    after = {"block": True, "permitted": permitted}
+    return {"before": before, "after": after, "change": before != after}
+
+
+def describe_ranges(permitted: List[Dict[str, int]]) -> str:
+    ports = [str(r["MinRange"]) if r.get("MaxRange", r["MinRange"]) == r["MinRange"]
+             else f"{r['MinRange']}-{r['MaxRange']}" for r in permitted]
+    return f"ports {', '.join(ports)} permitted" if ports else "no port permitted"
+
+
+def merge_block_public_access(aws: Aws, confirm: Callable[[str], bool]) -> Dict[str, Any]:
+    """Read the account's EMR block public access; when off, turn it on (keeping the permitted
+    ranges) if `confirm(description)` agrees. Returns the plan plus {applied: bool}."""
+    plan = block_public_access_plan(aws.call(get_block_public_access()))
+    plan["applied"] = False
+    if plan["change"]:
+        description = (f"EMR block public access in {aws.region} (every cluster of this account "
+                       f"there): off -> on, {describe_ranges(plan['after']['permitted'])}")
+        plan["description"] = description
+        if aws.dry_run or confirm(description):
+            aws.call(put_block_public_access(plan["after"]["permitted"]))
+            plan["applied"] = True
+    return plan
 
 
 # -- network ----------------------------------------------------------------------------------
@@ -267,7 +323,17 @@ def resolve_subnet(aws: Aws, subnet_id: Optional[str]) -> Tuple[str, str]:
 def tag_for_emr(resources: List[str]) -> Request:
     return Request("ec2", "CreateTags", {
         "Resources": resources, "Tags": [{"Key": EMR_MANAGED_TAG, "Value": "true"}],
-    }, why="AmazonEMRServicePolicy_v2 launches only into VPCs/subnets/groups tagged so")
+    }, why="AmazonEMRServicePolicy_v2 launches only into VPCs/subnets/groups tagged so "
+           "(EMR's own default groups included, when they exist already)")
+
+
+def emr_default_groups(aws: Aws, vpc_id: str) -> List[str]:
+    """Ids of EMR's default security groups already in `vpc_id` (EMR reuses them by name)."""
+    groups = aws.call(Request("ec2", "DescribeSecurityGroups", {"Filters": [
+        {"Name": "group-name", "Values": list(EMR_DEFAULT_GROUPS)},
+        {"Name": "vpc-id", "Values": [vpc_id]}]},
+        why="EMR's default groups, if an earlier cluster made them: they need the v2 policy's tag"))
+    return sorted(group["GroupId"] for group in groups["SecurityGroups"])
 
 
 def ensure_ssh_group(aws: Aws, layout: Layout, vpc_id: str, cidr: str) -> str:
@@ -308,7 +374,8 @@ def check_artifacts(aws: Aws, spec: ClusterSpec) -> None:
     """Fail before paying for a cluster whose bootstrap would not find its files."""
     layout = spec.layout
     missing = []
-    for key in (layout.bootstrap_key, layout.wheel_key, layout.entry_key, layout.model_key(spec.model_file)):
+    for key in (layout.bootstrap_key, layout.wheel_key, layout.wheelhouse_lock_key, layout.entry_key,
+                layout.model_key(spec.model_file)):
         head = aws.try_call(Request("s3", "HeadObject", {"Bucket": layout.bucket, "Key": key},
                                     why="the artefact the cluster needs is in the bucket"),
                             missing=("404", "NoSuchKey", "NotFound", "403"))
@@ -322,8 +389,6 @@ def check_artifacts(aws: Aws, spec: ClusterSpec) -> None:
 def run_job_flow(aws: Aws, request: Request, tries: int = 6, pause_s: float = 10.0) -> Dict[str, Any]:
     """RunJobFlow, retried while IAM has not yet propagated a role made moments ago by `init`
     (EMR then answers ValidationException about the role or instance profile, creating nothing)."""
-    from orchard.cloud.api import AwsError
-
     for attempt in range(1, tries + 1):
         try:
             return aws.call(request)
@@ -339,19 +404,18 @@ def run_job_flow(aws: Aws, request: Request, tries: int = 6, pause_s: float = 10
 
 def create_cluster(aws: Aws, spec: ClusterSpec) -> Dict[str, Any]:
     """Check, prepare the network, then RunJobFlow. Returns {cluster_id, ...}."""
-    from orchard.cloud.iam import check_roles
-
     spec.validate()
     check_roles(aws, spec.service_role, spec.instance_profile)
     check_artifacts(aws, spec)
     subnet_id, vpc_id = resolve_subnet(aws, spec.subnet_id)
     group_id = ensure_ssh_group(aws, spec.layout, vpc_id, spec.ssh_cidr) if spec.ssh_cidr else None
-    aws.call(tag_for_emr([vpc_id, subnet_id] + ([group_id] if group_id else [])))
+    emr_groups = emr_default_groups(aws, vpc_id)
+    aws.call(tag_for_emr([vpc_id, subnet_id] + ([group_id] if group_id else []) + emr_groups))
     params = run_job_flow_params(spec, subnet_id, group_id)
     response = run_job_flow(aws, Request("emr", "RunJobFlow", params, why="the cluster"))
     return {"cluster_id": response["JobFlowId"], "name": params["Name"], "region": aws.region,
             "release": spec.release, "subnet_id": subnet_id, "ssh_security_group": group_id,
-            "log_uri": spec.layout.log_uri,
+            "log_uri": spec.layout.log_uri, "emr_default_groups_tagged": emr_groups,
             "idle_timeout_s": spec.idle_timeout_s}
 
 
@@ -536,8 +600,6 @@ def terminate(aws: Aws, cluster_id: str, wait_s: Optional[float] = None, poll_s:
 
 def tunnel_command(aws: Aws, cluster_id: str, identity_file: Optional[str] = None) -> Dict[str, Any]:
     """The `ssh -N -L ...` command forwarding the primary node's web UIs to localhost."""
-    import os
-
     cluster = describe_cluster(aws, cluster_id)
     host = cluster.get("MasterPublicDnsName")
     if not host:

@@ -5,6 +5,8 @@ Every command derives the same names from `--bucket`, so `init`, `push`, `cluste
 
     s3://B/data/                            the images (`push DATASET_DIR`)
     s3://B/orchard/wheels/orchard-V-py3-none-any.whl
+    s3://B/orchard/wheelhouse/requirements.txt    the nodes' libraries, locked (hashes)
+    s3://B/orchard/wheelhouse/<arch>/*.whl  their wheels, x86_64 and aarch64 (Graviton)
     s3://B/orchard/emr-bootstrap.sh         the bootstrap action
     s3://B/orchard/spark_entry.py           the script the step runs (`orchard run`)
     s3://B/orchard/models/<model file>      the ONNX weights, copied to /opt/orchard/models/
@@ -28,7 +30,9 @@ DATA_PREFIX = "data/"
 LOGS_PREFIX = "logs/"
 RUNS_PREFIX = "runs/"
 NODE_MODEL_DIR = "/opt/orchard/models"  # where the bootstrap action puts the model on every node
-NODE_PYTHON = "/usr/bin/python3"  # EMR 7 (Amazon Linux 2023): Python 3.9
+NODE_SYSTEM_PYTHON = "/usr/bin/python3"  # EMR 7 (Amazon Linux 2023): Python 3.9, the OS's own
+NODE_VENV = "/opt/orchard/venv"  # orchard's libraries, apart from the rpm-installed ones
+NODE_PYTHON = f"{NODE_VENV}/bin/python"  # what Spark's Python workers (PYSPARK_PYTHON) run
 
 SERVICE_ROLE = "orchard-emr-service-role"
 EC2_ROLE_PREFIX = "orchard-emr-ec2-"
@@ -78,6 +82,14 @@ class Layout:
     @property
     def wheel_key(self) -> str:
         return f"{ARTIFACTS_PREFIX}wheels/{self.wheel_name}"
+
+    @property
+    def wheelhouse_prefix(self) -> str:
+        return f"{ARTIFACTS_PREFIX}wheelhouse/"
+
+    @property
+    def wheelhouse_lock_key(self) -> str:
+        return f"{self.wheelhouse_prefix}requirements.txt"
 
     @property
     def bootstrap_key(self) -> str:

@@ -7,12 +7,52 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
+from orchard.cloud.api import DEFAULT_REGION, Aws, dumps
+from orchard.cloud.artifacts import ENTRY_SCRIPT, build_wheel, render_bootstrap, sha256_text, write_bootstrap
+from orchard.cloud.emr import (
+    DEFAULT_CORE_COUNT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_RELEASE,
+    TUNNEL_PORTS,
+    ClusterSpec,
+    create_cluster,
+    describe_ranges,
+    merge_block_public_access,
+    parse_duration,
+    step_logs,
+    step_request,
+    submit,
+    terminate,
+    tunnel_command as build_tunnel_command,
+    utc_stamp,
+    wait,
+)
+from orchard.cloud.iam import ensure_spot_role, init_roles, resolve_kms_key
+from orchard.cloud.layout import (
+    ARTIFACTS_PREFIX,
+    DEFAULT_EC2_ROLE,
+    DEFAULT_SERVICE_ROLE,
+    SERVICE_ROLE,
+    Layout,
+    check_prefix,
+)
+from orchard.cloud.pricing import estimate, format_estimate
+from orchard.cloud.s3 import BucketTarget, init_bucket
+from orchard.cloud.wheelhouse import build_wheelhouse, wheelhouse_files
+from orchard.errors import OrchardError
 from orchard.names import DEFAULT_MODEL
+from orchard.pipeline.models import get_spec, resolve_model
+from orchard.storage.sync import LocalFile, local_files, upload
 
 HELP = "deploy on AWS: bucket and roles, uploads, an EMR cluster, steps running `orchard run`"
 EPILOG = """\
@@ -29,8 +69,6 @@ add --dry-run to any of them to read the requests before anything is sent.
 
 
 def _common(with_aws: bool = True) -> argparse.ArgumentParser:
-    from orchard.cloud.api import DEFAULT_REGION
-
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--region", default=DEFAULT_REGION,
                         help=f"AWS region (default {DEFAULT_REGION}, Paris: data stays in the EU)")
@@ -60,6 +98,9 @@ def register(subparsers) -> None:
                            "(`aws emr create-default-roles`)")
     init.add_argument("--skip-emr-block-public-access", action="store_true",
                       help="leave the account's EMR block-public-access setting as it is")
+    init.add_argument("--yes", action="store_true",
+                      help="apply the account-wide change init describes (EMR block public access "
+                           "off -> on) without asking")
     init.set_defaults(func=init_command)
 
     push = commands.add_parser("push", parents=[common], help="upload images and the cluster's artefacts",
@@ -73,15 +114,19 @@ def register(subparsers) -> None:
     push.add_argument("--model-path", metavar="FILE", help="ONNX model file (default: orchard's lookup, "
                                                           "$ORCHARD_MODEL_DIR first)")
     push.add_argument("--wheel", metavar="FILE", help="use this orchard wheel instead of building one")
+    push.add_argument("--wheelhouse", metavar="DIR",
+                      help="use this wheelhouse (requirements.txt, x86_64/, aarch64/) instead of the one "
+                           "built from the nodes' lock with pip download (cached)")
     push.add_argument("--workers", type=int, default=8, metavar="N", help="parallel uploads (default 8)")
     push.add_argument("--no-progress", action="store_true", help="no progress bar")
     push.set_defaults(func=push_command)
 
     bootstrap = commands.add_parser("bootstrap", parents=[_common(with_aws=False)],
                                     help="write the EMR bootstrap script",
-                                    description="Write the bootstrap action: installs orchard's wheel and "
-                                                "its pinned libraries for the nodes' Python 3.9 (not "
-                                                "pyspark), copies the model; fails loudly, safe to run twice.")
+                                    description="Write the bootstrap action: a virtual environment on "
+                                                "every node with the locked libraries from the bucket's "
+                                                "wheelhouse (no PyPI; not pyspark) and orchard's wheel, "
+                                                "the model copied; fails loudly, safe to run twice.")
     bootstrap.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     bootstrap.set_defaults(func=bootstrap_command)
 
@@ -92,13 +137,6 @@ def register(subparsers) -> None:
         "create", parents=[common], help="start an EMR 7 cluster (Spark, Hadoop, JupyterHub)",
         description="Start an EMR cluster for orchard: 1 primary + N core nodes, the bootstrap action "
                     "from the bucket, logs to s3://B/logs/, auto-termination when idle.")
-    from orchard.cloud.emr import (
-        DEFAULT_CORE_COUNT,
-        DEFAULT_IDLE_TIMEOUT,
-        DEFAULT_INSTANCE_TYPE,
-        DEFAULT_RELEASE,
-    )
-
     create.add_argument("--bucket", required=True)
     create.add_argument("--release", default=DEFAULT_RELEASE, help=f"EMR 7 release (default {DEFAULT_RELEASE})")
     create.add_argument("--core-count", type=int, default=DEFAULT_CORE_COUNT, metavar="N",
@@ -187,11 +225,7 @@ def register(subparsers) -> None:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _aws(args: argparse.Namespace):
-    import logging
-
-    from orchard.cloud.api import Aws
-
+def _aws(args: argparse.Namespace) -> Aws:
     if not getattr(args, "verbose", False):  # boto3's INFO lines ("Found credentials ...") are noise
         for name in ("botocore", "boto3", "s3transfer", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -202,8 +236,6 @@ def _aws(args: argparse.Namespace):
 
 
 def _emit(args: argparse.Namespace, aws, result: Dict[str, Any], text: str) -> int:
-    from orchard.cloud.api import dumps
-
     if aws is not None and aws.dry_run:
         print(dumps({"dry_run": True, "command": _command_line(args), "region": aws.region,
                      "requests": aws.requests()}))
@@ -226,45 +258,59 @@ def _info(args: argparse.Namespace, message: str) -> None:
 
 
 # -- commands -------------------------------------------------------------------------------
-def init_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.emr import block_public_access
-    from orchard.cloud.iam import init_roles
-    from orchard.cloud.layout import DEFAULT_EC2_ROLE, DEFAULT_SERVICE_ROLE, Layout
-    from orchard.cloud.s3 import init_bucket
+def _confirm(args: argparse.Namespace, description: str) -> bool:
+    """--yes, or a person answering y at a terminal; otherwise no (said on stderr)."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"not changed: {description}; pass --yes to apply it", file=sys.stderr)
+        return False
+    answer = input(f"{description}\napply? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
+
+def init_command(args: argparse.Namespace) -> int:
     layout = Layout(args.bucket)
     aws = _aws(args)
-    result = init_bucket(aws, layout.bucket, args.kms_key_id, args.log_retention_days)
+    kms_key_arn = resolve_kms_key(aws, args.kms_key_id)
+    result = init_bucket(aws, layout.bucket, kms_key_arn, args.log_retention_days)
+    if kms_key_arn:
+        result["kms_key_arn"] = kms_key_arn
     if args.use_default_roles:
+        spot = "created" if ensure_spot_role(aws) else "existed"
         result["iam"] = {"service_role": DEFAULT_SERVICE_ROLE, "instance_profile": DEFAULT_EC2_ROLE,
-                         "created": False}
+                         "created": False, "spot_service_linked_role": spot}
     else:
-        result["iam"] = init_roles(aws, layout, args.kms_key_id)
+        result["iam"] = init_roles(aws, layout, kms_key_arn)
+    bpa = None
     if not args.skip_emr_block_public_access:
-        aws.call(block_public_access())
-    result["emr_block_public_access"] = not args.skip_emr_block_public_access
+        bpa = merge_block_public_access(aws, lambda description: _confirm(args, description))
+    result["emr_block_public_access"] = bpa
+    if bpa is None:
+        bpa_line = "left as it was (--skip-emr-block-public-access)"
+    elif bpa["applied"]:
+        bpa_line = f"turned on, {describe_ranges(bpa['after']['permitted'])}"
+    elif bpa["change"]:
+        bpa_line = f"OFF, left so (pass --yes to turn it on, {describe_ranges(bpa['after']['permitted'])})"
+    else:
+        bpa_line = f"on already, {describe_ranges(bpa['before']['permitted'])}: unchanged"
+    iam = result["iam"]
     text = "\n".join([
         f"bucket s3://{layout.bucket} ready in {aws.region} ({'existed' if result['existed'] else 'created'}): "
         f"encryption {result['encryption']}, public access blocked, TLS-only policy, logs expire "
         f"after {args.log_retention_days} days",
-        f"IAM: service role {result['iam']['service_role']}, instance profile "
-        f"{result['iam']['instance_profile']}"
-        + ("" if args.use_default_roles else f" (S3 rights on s3://{layout.bucket} only)"),
-        "EMR block public access: " + ("on (no security group may open a port to the world)"
-                                       if result["emr_block_public_access"] else "left as it was"),
+        f"IAM: service role {iam['service_role']}, instance profile {iam['instance_profile']}"
+        + ("" if args.use_default_roles else
+           f" (S3 rights on s3://{layout.bucket} only); service role trusted in "
+           f"{', '.join(iam['service_role_regions'])}")
+        + f"; Spot service-linked role {iam['spot_service_linked_role']}",
+        f"EMR block public access ({aws.region}, account-wide): {bpa_line}",
         f"next: orchard aws push DATASET_DIR --bucket {layout.bucket}",
     ])
     return _emit(args, aws, result, text)
 
 
 def push_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.artifacts import ENTRY_SCRIPT, build_wheel, write_bootstrap
-    from orchard.cloud.layout import ARTIFACTS_PREFIX, Layout, check_prefix
-    from orchard.cloud.s3 import BucketTarget
-    from orchard.errors import OrchardError
-    from orchard.pipeline.models import resolve_model
-    from orchard.storage.sync import LocalFile, local_files, upload
-
     layout = Layout(args.bucket)
     aws = _aws(args)
     if args.workers < 1:
@@ -284,10 +330,12 @@ def push_command(args: argparse.Namespace) -> int:
         if wheel.name != layout.wheel_name:
             raise OrchardError(f"{wheel.name} is not {layout.wheel_name} (this orchard's version)")
         bootstrap = write_bootstrap(Path(tmp) / "emr-bootstrap.sh", model_sha)
+        wheelhouse = _wheelhouse(args, layout)
         keys = {"wheel": layout.wheel_key, "bootstrap": layout.bootstrap_key, "entry": layout.entry_key,
                 "model": layout.model_key(spec.file_name)}
-        artifacts = [LocalFile.of(path, keys[name][len(ARTIFACTS_PREFIX):]) for name, path in
-                     (("wheel", wheel), ("bootstrap", bootstrap), ("entry", ENTRY_SCRIPT), ("model", model_path))]
+        named = [(path, keys[name]) for name, path in
+                 (("wheel", wheel), ("bootstrap", bootstrap), ("entry", ENTRY_SCRIPT), ("model", model_path))]
+        artifacts = [LocalFile.of(path, key[len(ARTIFACTS_PREFIX):]) for path, key in named + wheelhouse]
 
         if args.dataset:
             prefix = check_prefix(args.prefix)
@@ -296,7 +344,9 @@ def push_command(args: argparse.Namespace) -> int:
             counts = upload(files, BucketTarget(aws, layout.bucket, prefix), jobs, progress, "images", hidden)
             result["dataset"] = {"uri": layout.uri(prefix), "files": len(files), **_uploaded(counts)}
         counts = upload(artifacts, BucketTarget(aws, layout.bucket, ARTIFACTS_PREFIX), jobs, progress, "artefacts")
-        result["artifacts"] = {"uris": {name: layout.uri(key) for name, key in keys.items()}, **_uploaded(counts)}
+        result["artifacts"] = {"uris": {name: layout.uri(key) for name, key in keys.items()},
+                               "wheelhouse": {"uri": layout.uri(layout.wheelhouse_prefix), "files": len(wheelhouse)},
+                               **_uploaded(counts)}
     lines = []
     if "dataset" in result:
         d = result["dataset"]
@@ -305,6 +355,7 @@ def push_command(args: argparse.Namespace) -> int:
     a = result["artifacts"]
     lines.append(f"artefacts: {a['uploaded']} uploaded, {a['skipped']} unchanged")
     lines += [f"  {name}: {uri}" for name, uri in a["uris"].items()]
+    lines.append(f"  wheelhouse: {a['wheelhouse']['uri']} ({a['wheelhouse']['files']} files)")
     lines.append(f"next: orchard aws cluster create --bucket {layout.bucket}")
     return _emit(args, aws, result, "\n".join(lines))
 
@@ -315,10 +366,17 @@ def _uploaded(counts: Dict[str, int]) -> Dict[str, int]:
             "bytes": counts["bytes"]}
 
 
-def bootstrap_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.artifacts import render_bootstrap, sha256_text, write_bootstrap
-    from orchard.pipeline.models import get_spec
+def _wheelhouse(args: argparse.Namespace, layout: Layout) -> List[Tuple[Path, str]]:
+    """(path, key) of the wheelhouse's files: --wheelhouse DIR, else built from the lock (cached)."""
+    if args.wheelhouse:
+        folder = Path(args.wheelhouse)
+    else:
+        _info(args, "the nodes' wheelhouse (pip download, cached after the first push) ...")
+        folder = build_wheelhouse()
+    return [(path, layout.wheelhouse_prefix + relative) for relative, path in wheelhouse_files(folder)]
 
+
+def bootstrap_command(args: argparse.Namespace) -> int:
     model_sha = get_spec(DEFAULT_MODEL).sha256
     if not args.output:
         text = render_bootstrap(model_sha)
@@ -333,10 +391,6 @@ def bootstrap_command(args: argparse.Namespace) -> int:
 
 
 def cluster_create_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.emr import ClusterSpec, create_cluster, parse_duration
-    from orchard.cloud.layout import DEFAULT_EC2_ROLE, DEFAULT_SERVICE_ROLE, SERVICE_ROLE, Layout
-    from orchard.pipeline.models import get_spec
-
     layout = Layout(args.bucket)
     aws = _aws(args)
     model = get_spec(DEFAULT_MODEL)
@@ -364,10 +418,6 @@ def cluster_create_command(args: argparse.Namespace) -> int:
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.emr import step_request, submit, utc_stamp
-    from orchard.cloud.layout import Layout
-    from orchard.pipeline.models import get_spec
-
     layout = Layout(args.bucket)
     aws = _aws(args)
     options: List[str] = []
@@ -389,8 +439,6 @@ def submit_command(args: argparse.Namespace) -> int:
 
 
 def wait_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.emr import parse_duration, wait
-
     aws = _aws(args)
     echo_to = sys.stderr if (args.json or args.dry_run) else sys.stdout
     result = wait(aws, args.cluster_id, args.step_id, poll_s=args.poll_seconds,
@@ -402,8 +450,6 @@ def wait_command(args: argparse.Namespace) -> int:
 
 
 def logs_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.emr import step_logs
-
     aws = _aws(args)
     streams = tuple(args.stream or ("stdout", "stderr"))
     result = step_logs(aws, args.cluster_id, args.step_id, streams)
@@ -416,8 +462,6 @@ def logs_command(args: argparse.Namespace) -> int:
 
 
 def terminate_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.emr import terminate
-
     aws = _aws(args)
     echo_to = sys.stderr if (args.json or args.dry_run) else sys.stdout
     result = terminate(aws, args.cluster_id, wait_s=3600.0 if args.wait else None,
@@ -430,15 +474,8 @@ def terminate_command(args: argparse.Namespace) -> int:
 
 
 def tunnel_command(args: argparse.Namespace) -> int:
-    import shlex
-    import shutil
-    import subprocess
-
-    from orchard.cloud.emr import TUNNEL_PORTS, tunnel_command as build
-    from orchard.errors import OrchardError
-
     aws = _aws(args)
-    result = build(aws, args.cluster_id, args.identity_file)
+    result = build_tunnel_command(aws, args.cluster_id, args.identity_file)
     line = shlex.join(result["command"])
     text = "\n".join([line] + [f"  {result['urls'][name]:<26} {TUNNEL_PORTS[name][1]}"
                                for name in TUNNEL_PORTS])
@@ -452,8 +489,6 @@ def tunnel_command(args: argparse.Namespace) -> int:
 
 
 def cost_command(args: argparse.Namespace) -> int:
-    from orchard.cloud.pricing import estimate, format_estimate
-
     result = estimate(args.instance_type, args.core_count, hours=args.hours, images=args.images,
                       ms_per_image=args.ms_per_image, primary_type=args.primary_instance_type,
                       startup_hours=args.startup_minutes / 60.0, region=args.region)

@@ -25,6 +25,7 @@ CODEC_CLASSES = {  # spark.io.compression.codec may name the class instead of th
     "org.apache.spark.io.SnappyCompressionCodec": "snappy",
 }
 
+
 def sanitize_app_name(app_id: str, attempt_id: Optional[str] = None) -> str:
     """Spark's EventLogFileWriter.nameForAppAndAttempt: the log's base name for an app."""
 
@@ -85,10 +86,29 @@ def event_log_of(spark) -> Optional[str]:
     )
 
 
+def launched_by_spark_submit() -> bool:
+    """True inside `spark-submit` (e.g. an EMR step, client or cluster deploy mode)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
-def event_log_conf(event_log_dir: Optional[str], on_this_machine: bool) -> Dict[str, str]:
-    """Spark event logging, on for every run: the given folder, else the cluster's own
-    (spark-defaults.conf, e.g. EMR's hdfs:///var/log/spark/apps), else a local default."""
+
+def event_log_conf(event_log_dir: Optional[str], on_this_machine: bool,
+                   under_spark_submit: Optional[bool] = None) -> Dict[str, str]:
+    """Spark event logging settings for a run: {} or {spark.eventLog.enabled[, .dir]: value}.
+
+    - a given `event_log_dir`: that folder (a local path is made and turned into a file: URI);
+    - under spark-submit (`under_spark_submit`, default: `launched_by_spark_submit()`): nothing.
+      The cluster's settings (EMR: hdfs:///var/log/spark/apps, read by the History Server)
+      are already in the application's conf; with `--deploy-mode cluster` the driver's YARN
+      container may lack SPARK_CONF_DIR, and a local folder there would be on a core node,
+      out of the History Server's sight. run.json records where the log went (`event_log_of`);
+    - not on this machine (a remote master from a plain Python process): on, in the folder of
+      the installation's spark-defaults.conf when it names one;
+    - else a local folder, <cache>/spark-events.
+    """
+    if under_spark_submit is None:
+        under_spark_submit = launched_by_spark_submit()
+    if not event_log_dir and under_spark_submit:
+        return {}
     if not event_log_dir and not on_this_machine and _spark_defaults().get("spark.eventLog.dir"):
         return {"spark.eventLog.enabled": "true"}
     if not event_log_dir:

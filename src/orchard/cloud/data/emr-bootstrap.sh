@@ -2,15 +2,21 @@
 # orchard @@ORCHARD_VERSION@@: EMR bootstrap action (written by `orchard aws bootstrap`).
 #
 # Runs on every node of an EMR 7 cluster (Amazon Linux 2023, Python 3.9) before Spark starts:
-#   1. installs orchard's pinned Python libraries for the nodes' Python, and NOT pyspark:
-#      EMR provides its own Spark, a pip-installed pyspark would shadow it;
-#   2. installs the orchard wheel with --no-deps;
-#   3. copies the ONNX model to @@MODEL_DIR@@ and checks its sha256.
+#   1. copies the ONNX model to @@MODEL_DIR@@ and checks its sha256;
+#   2. creates a virtual environment, @@VENV@@, from the node's Python (@@SYSTEM_PYTHON@@),
+#      and installs in it the locked libraries (every pin, with hashes) from the wheelhouse in
+#      the bucket, for this node's architecture, with --no-index: no PyPI access is needed.
+#      The node's system Python is never touched (its libraries are rpm packages that
+#      cloud-init and the AWS CLI use). Not pyspark: EMR provides its own Spark;
+#   3. installs the orchard wheel in it with --no-deps.
+# Spark's Python (PYSPARK_PYTHON, spark.pyspark.python) is @@VENV@@/bin/python: the cluster's
+# configuration sets it.
 #
-# Usage: emr-bootstrap.sh WHEEL_S3_URI MODEL_S3_URI [MODEL_SHA256]
+# Usage: emr-bootstrap.sh WHEEL_S3_URI WHEELHOUSE_S3_URI MODEL_S3_URI [MODEL_SHA256]
 # Fails loudly: any error stops here with a message, the node's bootstrap fails and so does the
 # cluster start (see s3://BUCKET/logs/<cluster>/node/<instance>/bootstrap-actions/). Safe to run
-# twice: pinned versions are left as they are, the wheel and the model are replaced.
+# twice: the environment is reused (pip leaves what is installed as locked), the wheel and the
+# model are replaced.
 set -euo pipefail
 
 log() { echo "orchard-bootstrap: $*" >&2; }
@@ -18,37 +24,28 @@ fail() { log "FAILED: $*"; exit 1; }
 trap 'log "FAILED (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 WHEEL_URI="${1:-}"
-MODEL_URI="${2:-}"
-MODEL_SHA256="${3:-@@MODEL_SHA256@@}"
-[ -n "$WHEEL_URI" ] && [ -n "$MODEL_URI" ] || fail "usage: $0 WHEEL_S3_URI MODEL_S3_URI [MODEL_SHA256]"
-PYTHON="${ORCHARD_NODE_PYTHON:-@@NODE_PYTHON@@}"
-MODEL_DIR="${ORCHARD_NODE_MODEL_DIR:-@@MODEL_DIR@@}"
+WHEELHOUSE_URI="${2:-}"
+MODEL_URI="${3:-}"
+MODEL_SHA256="${4:-@@MODEL_SHA256@@}"
+[ -n "$WHEEL_URI" ] && [ -n "$WHEELHOUSE_URI" ] && [ -n "$MODEL_URI" ] \
+  || fail "usage: $0 WHEEL_S3_URI WHEELHOUSE_S3_URI MODEL_S3_URI [MODEL_SHA256]"
+ROOT="${ORCHARD_NODE_ROOT:-}"  # tests: a fake node's root folder
+PYTHON="${ORCHARD_NODE_PYTHON:-@@SYSTEM_PYTHON@@}"
+VENV="$ROOT@@VENV@@"
+MODEL_DIR="$ROOT@@MODEL_DIR@@"
 SUDO="${ORCHARD_SUDO-sudo}"  # EMR runs bootstrap actions as the hadoop user
-PIP_OPTIONS=(--no-cache-dir --disable-pip-version-check --no-input --quiet)
+ARCH="${ORCHARD_NODE_ARCH:-$(uname -m)}"
+PIP_OPTIONS=(--no-cache-dir --disable-pip-version-check --no-input --quiet --isolated)
 
 command -v aws >/dev/null || fail "the aws CLI is missing (it is on every EMR node)"
+case "$ARCH" in x86_64|aarch64) ;; *) fail "unsupported architecture $ARCH (x86_64 or aarch64)";; esac
 [ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null || fail "no Python at $PYTHON"
-"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 9) else 1)' \
-  || fail "orchard needs Python >= 3.9, $PYTHON is $("$PYTHON" --version 2>&1)"
-if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
-  log "pip is missing for $PYTHON: installing python3-pip"
-  $SUDO dnf install -y -q python3-pip
-fi
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 9) else 1)' \
+  || fail "the wheelhouse is for Python 3.9, $PYTHON is $("$PYTHON" --version 2>&1)"
 
 WORK="$(mktemp -d)"
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
-
-log "installing pinned libraries for $("$PYTHON" --version 2>&1) (pyspark excluded: EMR has Spark)"
-cat > "$WORK/requirements.txt" <<'REQUIREMENTS'
-@@REQUIREMENTS@@
-REQUIREMENTS
-$SUDO "$PYTHON" -m pip install "${PIP_OPTIONS[@]}" --requirement "$WORK/requirements.txt"
-
-WHEEL="$WORK/$(basename "$WHEEL_URI")"
-log "installing $WHEEL_URI (--no-deps)"
-aws s3 cp --only-show-errors "$WHEEL_URI" "$WHEEL"
-$SUDO "$PYTHON" -m pip install "${PIP_OPTIONS[@]}" --no-deps --force-reinstall "$WHEEL"
 
 MODEL_FILE="$(basename "$MODEL_URI")"
 log "copying $MODEL_URI to $MODEL_DIR/$MODEL_FILE"
@@ -62,11 +59,30 @@ $SUDO mkdir -p "$MODEL_DIR"
 $SUDO install -m 0644 "$WORK/$MODEL_FILE" "$MODEL_DIR/$MODEL_FILE.part"
 $SUDO mv -f "$MODEL_DIR/$MODEL_FILE.part" "$MODEL_DIR/$MODEL_FILE"
 
-"$PYTHON" -c 'import orchard, onnxruntime, numpy, pandas, pyarrow, PIL, yaml, matplotlib, tqdm
+WHEELHOUSE_URI="${WHEELHOUSE_URI%/}"
+log "copying the wheelhouse for $ARCH from $WHEELHOUSE_URI/"
+aws s3 cp --only-show-errors "$WHEELHOUSE_URI/requirements.txt" "$WORK/requirements.txt"
+aws s3 cp --only-show-errors --recursive "$WHEELHOUSE_URI/$ARCH/" "$WORK/wheels/"
+WHEEL="$WORK/$(basename "$WHEEL_URI")"
+aws s3 cp --only-show-errors "$WHEEL_URI" "$WHEEL"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating the virtual environment $VENV ($("$PYTHON" --version 2>&1))"
+  $SUDO mkdir -p "$(dirname "$VENV")"
+  $SUDO "$PYTHON" -m venv "$VENV" \
+    || fail "could not create $VENV with $PYTHON -m venv (is the python3 package complete?)"
+fi
+log "installing the locked libraries in $VENV (--no-index --require-hashes)"
+$SUDO "$VENV/bin/python" -m pip install "${PIP_OPTIONS[@]}" --no-index --find-links "$WORK/wheels" \
+  --require-hashes --requirement "$WORK/requirements.txt"
+log "installing $WHEEL_URI (--no-deps)"
+$SUDO "$VENV/bin/python" -m pip install "${PIP_OPTIONS[@]}" --no-index --no-deps --force-reinstall "$WHEEL"
+
+"$VENV/bin/python" -c 'import orchard, onnxruntime, numpy, pandas, pyarrow, PIL, yaml, matplotlib, tqdm
 print("orchard", orchard.__version__, "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__,
       "pandas", pandas.__version__, "pyarrow", pyarrow.__version__)' \
-  || fail "the installed libraries do not import with $PYTHON"
-if "$PYTHON" -m pip show pyspark >/dev/null 2>&1; then
-  log "WARNING: a pip-installed pyspark is present for $PYTHON; EMR's Spark should be the only one"
+  || fail "the installed libraries do not import with $VENV/bin/python"
+if "$VENV/bin/python" -m pip show pyspark >/dev/null 2>&1; then
+  fail "a pip-installed pyspark is in $VENV; EMR's Spark must be the only one"
 fi
 log "done"

@@ -1,128 +1,28 @@
-"""`orchard aws ...` against moto (in-process `mock_aws`): what is sent, and what AWS then holds.
+"""`orchard aws ...` through the CLI against moto: the flow init -> push -> cluster create ->
+submit -> wait -> logs -> terminate, the dry runs, the user errors and the documented outputs.
 
-The flow init -> push -> cluster create -> submit -> wait -> logs -> terminate runs through the
-CLI; every request boto3 actually sends is captured (a wrapper around botocore's
-`_make_api_call`) and its content asserted, as is the state moto keeps.
+Every request boto3 actually sends is captured (a wrapper around botocore's `_make_api_call`)
+and its content asserted, as is the state moto keeps.
 """
 from __future__ import annotations
 
 import gzip
 import json
-import shutil
+import re
+import shlex
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import List
 
 import pytest
 
+from orchard.cloud import emr as emr_module
+from orchard.cloud.layout import NODE_PYTHON
+from tests.cloud.conftest import (
+    BUCKET, LAYOUT, REGION, SSH_CIDR, cli, cli_json, deploy_base, dry_run, ops, params_of,
+    push_args,
+)
+
 boto3 = pytest.importorskip("boto3")
-moto = pytest.importorskip("moto")
-
-from orchard.cli import main  # noqa: E402
-from orchard.cloud import emr as emr_module  # noqa: E402
-from orchard.cloud.api import Aws  # noqa: E402
-from orchard.cloud.layout import Layout  # noqa: E402
-
-REGION = "eu-west-3"
-BUCKET = "orchard-test-seeds"
-LAYOUT = Layout(BUCKET)
-SSH_CIDR = "203.0.113.7/32"
-
-
-# -- fixtures -------------------------------------------------------------------------------
-@pytest.fixture
-def aws_env(monkeypatch):
-    """Fake credentials, no profile, nothing reaching AWS: moto's in-process mock."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # orchard must pass eu-west-3 itself
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # AmazonEMRServicePolicy_v2 exists
-    with moto.mock_aws():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _conditions_moto_cannot_evaluate(monkeypatch):
-    """moto applies bucket policies without their Conditions ("Conditions are not taken into
-    account"), so orchard's Deny-unless-TLS statements would deny every request. On AWS they
-    match only plain-HTTP or TLS < 1.2 requests, and boto3 speaks TLS 1.2+: drop them here."""
-    from moto.iam.access_control import IAMPolicy, PermissionResult
-    from moto.s3.models import FakeBucket
-
-    def get_permission(self, action, resource):
-        if self.policy is None:
-            return PermissionResult.NEUTRAL
-        document = json.loads(self.policy.decode())
-        document["Statement"] = [s for s in document["Statement"] if "Condition" not in s]
-        if not document["Statement"]:
-            return PermissionResult.NEUTRAL
-        return IAMPolicy(json.dumps(document)).is_action_permitted(action, resource)
-
-    monkeypatch.setattr(FakeBucket, "get_permission", get_permission)
-
-
-@pytest.fixture
-def sent(aws_env, monkeypatch) -> List[Tuple[str, str, str, Dict[str, Any]]]:
-    """(service, region, operation, params) of every request boto3 sends, in order."""
-    from botocore.client import BaseClient
-
-    calls: List[Tuple[str, str, str, Dict[str, Any]]] = []
-    original = BaseClient._make_api_call
-
-    def recording(self, operation_name, api_params):
-        calls.append((self.meta.service_model.service_name, self.meta.region_name,
-                      operation_name, json.loads(json.dumps(api_params, default=str))))
-        return original(self, operation_name, api_params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
-    return calls
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """orchard's wheel, built once from this checkout the way `push` builds it."""
-    from orchard.cloud.artifacts import build_wheel
-
-    path = build_wheel(tmp_path_factory.mktemp("wheel"))
-    assert path.name == LAYOUT.wheel_name
-    return path
-
-
-@pytest.fixture
-def small_dataset(tmp_path, sample_dir) -> Path:
-    """3 classes x 2 images in each split, plus a hidden file push must leave alone."""
-    root = tmp_path / "fruits"
-    for split in ("Training", "Test"):
-        for cls in sorted(p.name for p in (sample_dir / split).iterdir())[:3]:
-            target = root / split / cls
-            target.mkdir(parents=True)
-            for image in sorted((sample_dir / split / cls).iterdir())[:2]:
-                shutil.copy2(image, target / image.name)
-    (root / ".DS_Store").write_bytes(b"junk")
-    return root
-
-
-def cli(capsys, *argv: str) -> Tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def cli_json(capsys, *argv: str) -> Dict[str, Any]:
-    code, out, err = cli(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def ops(calls, service=None) -> List[str]:
-    return [op for svc, _, op, _ in calls if service is None or svc == service]
-
-
-def params_of(calls, operation: str) -> List[Dict[str, Any]]:
-    return [params for _, _, op, params in calls if op == operation]
 
 
 def s3_actions(statement) -> List[str]:
@@ -135,16 +35,11 @@ def resources(statement) -> List[str]:
     return value if isinstance(value, list) else [value]
 
 
-def deploy_base(capsys, small_dataset, wheel) -> None:
-    assert cli(capsys, "aws", "init", "--bucket", BUCKET)[0] == 0
-    assert cli(capsys, "aws", "push", str(small_dataset), "--bucket", BUCKET, "--wheel", str(wheel),
-               "--no-progress")[0] == 0
-
-
 # -- the whole flow ---------------------------------------------------------------------------
-def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset, wheel, monkeypatch):
+def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset, wheel, stand_in_wheelhouse,
+                                                     monkeypatch):
     # init -----------------------------------------------------------------------------------
-    result = cli_json(capsys, "aws", "init", "--bucket", BUCKET)
+    result = cli_json(capsys, "aws", "init", "--bucket", BUCKET, "--yes")
     assert result["region"] == REGION and result["encryption"] == "AES256"
     s3_regions = {region for svc, region, _, _ in sent if svc in ("s3", "emr", "ec2")}
     assert s3_regions == {REGION}
@@ -192,26 +87,30 @@ def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset
 
     # idempotent: a second init succeeds and changes nothing that matters
     again = cli_json(capsys, "aws", "init", "--bucket", BUCKET)
+    assert again["emr_block_public_access"]["change"] is False  # on since the first init
     assert again["existed"] is True
     assert len(iam.get_instance_profile(InstanceProfileName=node_role)["InstanceProfile"]["Roles"]) == 1
 
     # push -----------------------------------------------------------------------------------
-    pushed = cli_json(capsys, "aws", "push", str(small_dataset), "--bucket", BUCKET, "--wheel", str(wheel))
+    push = push_args(small_dataset, wheel, stand_in_wheelhouse)
+    pushed = cli_json(capsys, *push)
     assert pushed["dataset"]["files"] == 12 and pushed["dataset"]["uploaded"] == 12
-    assert pushed["artifacts"]["uploaded"] == 4
+    assert pushed["artifacts"]["uploaded"] == 4 + 3  # + the wheelhouse: lock, one file per arch
+    assert pushed["artifacts"]["wheelhouse"] == {"uri": f"s3://{BUCKET}/orchard/wheelhouse/", "files": 3}
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert len([k for k in keys if k.startswith("data/")]) == 12
     assert not any(".DS_Store" in k for k in keys)
     assert {LAYOUT.wheel_key, LAYOUT.bootstrap_key, LAYOUT.entry_key,
-            LAYOUT.model_key("mobilenet_v2_1.0_224.onnx")} <= keys
+            LAYOUT.model_key("mobilenet_v2_1.0_224.onnx"), LAYOUT.wheelhouse_lock_key,
+            "orchard/wheelhouse/x86_64/tqdm-4.67.1-py3-none-x86_64.whl",
+            "orchard/wheelhouse/aarch64/tqdm-4.67.1-py3-none-aarch64.whl"} <= keys
     script = s3.get_object(Bucket=BUCKET, Key=LAYOUT.bootstrap_key)["Body"].read().decode()
-    assert "--no-deps" in script and "pyspark==" not in script
+    assert "--no-index" in script and "--require-hashes" in script and "pyspark==" not in script
     # a second push skips everything; a changed file alone goes up again
-    assert cli_json(capsys, "aws", "push", str(small_dataset), "--bucket", BUCKET,
-                    "--wheel", str(wheel))["dataset"]["uploaded"] == 0
+    assert cli_json(capsys, *push)["dataset"]["uploaded"] == 0
     changed = sorted(small_dataset.rglob("*.jpg"))[0]
     changed.write_bytes(changed.read_bytes() + b"\0")
-    again = cli_json(capsys, "aws", "push", str(small_dataset), "--bucket", BUCKET, "--wheel", str(wheel))
+    again = cli_json(capsys, *push)
     assert (again["dataset"]["uploaded"], again["dataset"]["skipped"]) == (1, 11)
     assert again["artifacts"]["uploaded"] == 0
 
@@ -231,7 +130,7 @@ def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset
         ("m5.xlarge", 3, "SPOT")
     action = request["BootstrapActions"][0]["ScriptBootstrapAction"]
     assert action["Path"] == f"s3://{BUCKET}/orchard/emr-bootstrap.sh"
-    assert action["Args"][:2] == [f"s3://{BUCKET}/{LAYOUT.wheel_key}",
+    assert action["Args"][:3] == [f"s3://{BUCKET}/{LAYOUT.wheel_key}", f"s3://{BUCKET}/orchard/wheelhouse/",
                                   f"s3://{BUCKET}/orchard/models/mobilenet_v2_1.0_224.onnx"]
     assert request["LogUri"] == f"s3://{BUCKET}/logs/"
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 45 * 60}
@@ -243,6 +142,10 @@ def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset
     assert spark_defaults["Properties"]["spark.sql.execution.arrow.maxRecordsPerBatch"] == "64"
     assert spark_defaults["Properties"]["spark.python.worker.reuse"] == "true"
     assert "spark.executor.memoryOverhead" in spark_defaults["Properties"]
+    # Spark's Python is orchard's virtual environment (also for Livy/JupyterHub sessions)
+    assert spark_defaults["Properties"]["spark.pyspark.python"] == NODE_PYTHON == "/opt/orchard/venv/bin/python"
+    spark_env = [c for c in request["Configurations"] if c["Classification"] == "spark-env"][0]
+    assert spark_env["Configurations"][0]["Properties"]["PYSPARK_PYTHON"] == NODE_PYTHON
     jupyter = [c for c in request["Configurations"] if c["Classification"] == "jupyter-s3-conf"][0]
     assert jupyter["Properties"] == {"s3.persistence.enabled": "true", "s3.persistence.bucket": BUCKET}
     assert request["ServiceRole"] == "orchard-emr-service-role" and request["JobFlowRole"] == node_role
@@ -342,30 +245,7 @@ def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset
 
 
 # -- dry run ----------------------------------------------------------------------------------
-@pytest.fixture
-def no_aws(monkeypatch):
-    """A dry run must work without credentials and create no boto3 client at all."""
-    import boto3 as real_boto3
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a dry run created an AWS session")
-
-    monkeypatch.setattr(real_boto3, "Session", refuse)
-    monkeypatch.setattr(real_boto3, "client", refuse)
-
-
-def dry_run(capsys, *argv: str) -> Dict[str, Any]:
-    code, out, err = cli(capsys, *argv, "--dry-run")
-    assert code == 0, err
-    document = json.loads(out)
-    assert document["dry_run"] is True
-    return document
-
-
-def test_dry_run_prints_requests_and_sends_nothing(no_aws, capsys, small_dataset, wheel):
+def test_dry_run_prints_requests_and_sends_nothing(no_aws, capsys, small_dataset, wheel, stand_in_wheelhouse):
     init = dry_run(capsys, "aws", "init", "--bucket", BUCKET)
     assert [r["operation"] for r in init["requests"]][:3] == ["CreateBucket", "GetBucketLocation",
                                                              "PutPublicAccessBlock"]
@@ -375,15 +255,15 @@ def test_dry_run_prints_requests_and_sends_nothing(no_aws, capsys, small_dataset
                      "--ssh-cidr", SSH_CIDR)
     assert [r["operation"] for r in create["requests"]] == [
         "GetRole", "GetInstanceProfile", "HeadObject", "HeadObject", "HeadObject", "HeadObject",
-        "DescribeVpcs", "DescribeSubnets", "DescribeSecurityGroups", "CreateSecurityGroup",
-        "AuthorizeSecurityGroupIngress", "CreateTags", "RunJobFlow"]
+        "HeadObject", "DescribeVpcs", "DescribeSubnets", "DescribeSecurityGroups", "CreateSecurityGroup",
+        "AuthorizeSecurityGroupIngress", "DescribeSecurityGroups", "CreateTags", "RunJobFlow"]
     run_job_flow = create["requests"][-1]
     assert run_job_flow["region"] == REGION and run_job_flow["service"] == "emr"
     # the very builder the real call uses
     spec = emr_module.ClusterSpec(layout=LAYOUT, region=REGION, key_name="k", ssh_cidr=SSH_CIDR,
                                   service_role="orchard-emr-service-role", instance_profile=LAYOUT.ec2_role,
                                   model_sha256=run_job_flow["params"]["BootstrapActions"][0]
-                                  ["ScriptBootstrapAction"]["Args"][2]).validate()
+                                  ["ScriptBootstrapAction"]["Args"][3]).validate()
     assert run_job_flow["params"] == emr_module.run_job_flow_params(spec, "subnet-DRYRUN", "sg-DRYRUN")
 
     submit = dry_run(capsys, "aws", "submit", "--cluster-id", "j-123", "--bucket", BUCKET,
@@ -394,9 +274,9 @@ def test_dry_run_prints_requests_and_sends_nothing(no_aws, capsys, small_dataset
         "--input", f"s3://{BUCKET}/data/", "--output", f"s3://{BUCKET}/runs/x/",
         "--model-path", "/opt/orchard/models/mobilenet_v2_1.0_224.onnx"]
 
-    push = dry_run(capsys, "aws", "push", str(small_dataset), "--bucket", BUCKET, "--wheel", str(wheel))
+    push = dry_run(capsys, *push_args(small_dataset, wheel, stand_in_wheelhouse))
     puts = [r["params"]["Key"] for r in push["requests"] if r["operation"] == "PutObject"]
-    assert len(puts) == 12 + 4 and LAYOUT.bootstrap_key in puts
+    assert len(puts) == 12 + 4 + 3 and LAYOUT.bootstrap_key in puts and LAYOUT.wheelhouse_lock_key in puts
 
     for command in (("terminate",), ("wait",), ("logs",), ("tunnel",)):
         document = dry_run(capsys, "aws", *command, "--cluster-id", "j-123")
@@ -407,7 +287,7 @@ def test_dry_run_prints_requests_and_sends_nothing(no_aws, capsys, small_dataset
                                          "why": "stop paying"}
 
 
-def test_dry_run_and_real_run_send_the_same_requests(sent, capsys, small_dataset, wheel):
+def test_dry_run_and_real_run_send_the_same_requests(sent, capsys, small_dataset, wheel, stand_in_wheelhouse):
     """One builder per request, one sequence: a dry run lists what the real run then sends."""
     def planned(*argv):
         code, out, err = cli(capsys, *argv, "--dry-run")
@@ -415,8 +295,8 @@ def test_dry_run_and_real_run_send_the_same_requests(sent, capsys, small_dataset
         return [(r["service"], r["operation"]) for r in json.loads(out)["requests"]]
 
     assert sent == []  # dry runs sent nothing
-    for argv in (("aws", "init", "--bucket", BUCKET),
-                 ("aws", "push", str(small_dataset), "--bucket", BUCKET, "--wheel", str(wheel), "--no-progress"),
+    for argv in (("aws", "init", "--bucket", BUCKET, "--yes"),
+                 push_args(small_dataset, wheel, stand_in_wheelhouse),
                  ("aws", "cluster", "create", "--bucket", BUCKET, "--key-name", "k", "--ssh-cidr", SSH_CIDR)):
         plan = planned(*argv)
         sent.clear()
@@ -438,8 +318,8 @@ def test_ssh_is_never_opened_to_the_world(no_aws, capsys, cidr):
     assert "--ssh-cidr" in err
 
 
-def test_a_new_cidr_replaces_the_old_one(sent, capsys, small_dataset, wheel):
-    deploy_base(capsys, small_dataset, wheel)
+def test_a_new_cidr_replaces_the_old_one(sent, capsys, small_dataset, wheel, stand_in_wheelhouse):
+    deploy_base(capsys, small_dataset, wheel, stand_in_wheelhouse)
     first = cli_json(capsys, "aws", "cluster", "create", "--bucket", BUCKET, "--key-name", "k",
                      "--ssh-cidr", SSH_CIDR)
     second = cli_json(capsys, "aws", "cluster", "create", "--bucket", BUCKET, "--key-name", "k",
@@ -485,127 +365,17 @@ def test_missing_credentials_say_how_to_fix(capsys, monkeypatch, tmp_path):
     assert code == 2 and "no AWS credentials" in err and "--profile" in err
 
 
-def test_kms_key_encrypts_and_scopes_the_nodes(sent, capsys):
-    key = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
-    assert cli(capsys, "aws", "init", "--bucket", BUCKET, "--kms-key-id", key)[0] == 0
-    rule = boto3.client("s3", region_name=REGION).get_bucket_encryption(
-        Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
-    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
-    policy = json.loads(params_of(sent, "PutRolePolicy")[-1]["PolicyDocument"])
-    kms = [s for s in policy["Statement"] if s["Sid"] == "UseBucketKey"][0]
-    assert kms["Resource"] == key
-
-
-def test_init_keeps_what_an_existing_bucket_already_has(sent, capsys):
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    theirs = {"Sid": "TheirReadOnlyRole", "Effect": "Allow",
-              "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "s3:GetObject",
-              "Resource": f"arn:aws:s3:::{BUCKET}/*"}
-    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": [theirs]}))
-    s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": [
-        {"ID": "their-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 1}}]})
-    s3.put_bucket_tagging(Bucket=BUCKET, Tagging={"TagSet": [{"Key": "team", "Value": "seeds"}]})
-    for _ in range(2):
-        assert cli_json(capsys, "aws", "init", "--bucket", BUCKET)["existed"] is True
-    sids = [st.get("Sid") for st in json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])["Statement"]]
-    assert sids == ["TheirReadOnlyRole", "DenyInsecureTransport", "DenyOutdatedTLS"]
-    ids = [rule["ID"] for rule in s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]]
-    assert ids == ["their-tmp", "orchard-expire-logs", "orchard-abort-incomplete-uploads"]
-    assert s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"] == [{"Key": "team", "Value": "seeds"}]
-
-
-def test_init_never_downgrades_kms_encryption(sent, capsys):
-    key = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
-    assert cli(capsys, "aws", "init", "--bucket", BUCKET, "--kms-key-id", key)[0] == 0
-    code, _, err = cli(capsys, "aws", "init", "--bucket", BUCKET)
-    assert code == 2 and "--kms-key-id" in err
-    rule = boto3.client("s3", region_name=REGION).get_bucket_encryption(
-        Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
-    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
-
-
-def test_init_refuses_a_bucket_in_another_region(sent, capsys):
-    boto3.client("s3", region_name="eu-central-1").create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
-    code, _, err = cli(capsys, "aws", "init", "--bucket", BUCKET)
-    assert code == 2 and "eu-central-1" in err
-    assert "PutBucketPolicy" not in ops(sent)
-
-
-def test_use_default_roles_creates_no_roles(sent, capsys):
-    assert cli(capsys, "aws", "init", "--bucket", BUCKET, "--use-default-roles")[0] == 0
-    assert ops(sent, "iam") == []
-
-
-# -- pieces -----------------------------------------------------------------------------------
-def test_aws_requests_are_recorded_in_order_with_region():
-    aws = Aws(region=REGION, dry_run=True)
-    from orchard.cloud import s3 as s3_module
-
-    s3_module.init_bucket(aws, BUCKET)
-    assert all(entry["region"] == REGION for entry in aws.journal)
-    encryption = [e for e in aws.journal if e["operation"] == "PutBucketEncryption"][0]
-    assert encryption["params"]["ServerSideEncryptionConfiguration"]["Rules"][0] == {
-        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-
-
-def test_run_job_flow_waits_for_new_iam_roles(monkeypatch):
-    from orchard.cloud.api import AwsError, Request
-
-    answers = [AwsError("AWS emr RunJobFlow failed: ValidationException: Invalid InstanceProfile: "
-                        "orchard-emr-ec2-b.", "ValidationException")] * 2 + [{"JobFlowId": "j-OK"}]
-
-    class FlakyAws:
-        def call(self, request):
-            answer = answers.pop(0)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-    pauses = []
-    monkeypatch.setattr(emr_module, "_sleep", pauses.append)
-    request = Request("emr", "RunJobFlow", {})
-    assert emr_module.run_job_flow(FlakyAws(), request, pause_s=10) == {"JobFlowId": "j-OK"}
-    assert pauses == [10, 10]
-    other = AwsError("AWS emr RunJobFlow failed: ValidationException: bad release", "ValidationException")
-    answers[:] = [other]
-    with pytest.raises(AwsError, match="bad release"):
-        emr_module.run_job_flow(FlakyAws(), request)
-
-
-@pytest.mark.parametrize("text, seconds", [("1h", 3600), ("90m", 5400), ("1h30m", 5400), ("600", 600),
-                                           ("2d", 172800), ("45s", 45)])
-def test_parse_duration(text, seconds):
-    assert emr_module.parse_duration(text) == seconds
-
-
-def test_spark_defaults_follow_the_cluster_shape():
-    spec = emr_module.ClusterSpec(layout=LAYOUT, region=REGION, core_count=5, instance_type="m5.2xlarge")
-    assert emr_module.spark_defaults(spec)["spark.default.parallelism"] == "40"
-
-
-def test_long_bucket_names_give_valid_role_names():
-    layout = Layout("a" * 63)
-    assert len(layout.ec2_role) <= 64 and layout.ec2_role.startswith("orchard-emr-ec2-")
-    assert Layout("b" * 63).ec2_role != layout.ec2_role
-
-
 # -- the documentation shows what the commands print ---------------------------------------
 DOC = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
 
 
 def documented_outputs():
     """(command line, printed block) of each `$ orchard ...` example in docs/aws.md."""
-    import re
-
     text = DOC.read_text(encoding="utf-8")
     return re.findall(r"```\n\$ (orchard [^\n]+)\n(.*?)\n```", text, flags=re.S)
 
 
 def test_docs_show_current_outputs(no_aws, capsys):
-    import shlex
-
     examples = documented_outputs()
     commands = [line for line, _ in examples]
     assert any("cluster create" in c and "--dry-run" in c for c in commands)
