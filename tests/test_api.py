@@ -145,7 +145,7 @@ def arrays(spark):
     data = (rng.normal(size=(120, 12)) @ rng.normal(size=(12, 12))).astype(np.float32)
     frame = spark.createDataFrame([(i, row.tolist()) for i, row in enumerate(data)], "id int, features array<float>")
     origin = {"orchard": {"model": "tiny", "dim": 12, "sha256": "0"}}
-    return frame.withColumn("features", F.col("features").alias("features", metadata=origin)), data
+    return frame.withColumn("features", F.col("features").alias("features", metadata=origin)).persist(), data
 
 
 def test_variance_pca_with_k(arrays, tmp_path):
@@ -171,6 +171,15 @@ def test_variance_pca_with_variance(arrays, tmp_path):
     assert model.k == choose_k(model.explainedVariance, 0.9) < 12
     assert model.explainedByK >= 0.9 > sum(model.explainedVariance[: model.k - 1])
     assert {len(row.pca) for row in model.transform(frame).collect()} == {model.k}
+
+
+def test_the_fit_knows_when_its_input_is_already_cached(arrays, spark):
+    from orchard.pipeline.reduce import reads_only_cached_data
+
+    frame, _ = arrays  # persisted: the PCA's passes read the cache, nothing cached again
+    assert reads_only_cached_data(frame.where("id > 3").drop("id"))
+    fresh = spark.createDataFrame([([1.0, 2.0],)], "features array<float>")
+    assert not reads_only_cached_data(fresh)  # then the fit caches its vectors
 
 
 def test_a_model_for_other_features_is_refused(arrays, spark):

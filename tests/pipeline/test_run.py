@@ -45,7 +45,12 @@ def test_counts_reconcile_and_match_the_dataset(sample_run):
 def test_schema_paths_labels_and_splits(sample_run):
     output, _ = sample_run
     table = pq.read_table(output / "features")
-    assert {"path", "label", "split", "features", "pca", "model", "width", "height"} <= set(table.column_names)
+    assert table.column_names == ["path", "label", "split", "features", "pca", "model", "width", "height",
+                                  "decode_ms", "infer_ms"]
+    # the schema as it was before the Python API: pca not nullable, no column metadata
+    assert table.schema.field("pca").nullable is False and table.schema.field("features").nullable is True
+    spark_schema = json.loads(table.schema.metadata[b"org.apache.spark.sql.parquet.row.metadata"])
+    assert all(field["metadata"] == {} for field in spark_schema["fields"])
     frame = table.select(["path", "label", "split", "width"]).to_pandas()
     assert frame["path"].is_unique and len(frame) == 1920
     assert "Training/Apple Braeburn/0_100.jpg" in set(frame["path"])  # real spaces, not %20

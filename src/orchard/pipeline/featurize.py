@@ -6,7 +6,6 @@ shipped to the executors once per SparkContext (`SparkContext.addFile`).
 """
 from __future__ import annotations
 
-import logging
 from typing import Dict, Optional, Tuple
 
 from pyspark import keyword_only
@@ -32,8 +31,6 @@ from orchard.pipeline.inference import (  # noqa: F401 (ARROW_BATCH_ROWS, infer,
 from orchard.pipeline.models import ModelSpec, resolve_model
 from orchard.pipeline.sessions import with_settings
 from orchard.spark.session import task_cpus
-
-log = logging.getLogger(__name__)
 
 ARROW_BATCH_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
 METADATA_KEY = "orchard"  # the features column's metadata: {"orchard": {"model", "dim", "sha256"}}

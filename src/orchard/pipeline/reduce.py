@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-from pyspark import keyword_only
+from pyspark import StorageLevel, keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
@@ -55,13 +55,6 @@ def choose_k(explained_ratios: List[float], target: float) -> int:
     cumulative = np.cumsum(np.asarray(explained_ratios, dtype=np.float64))
     reached = np.nonzero(cumulative >= target - 1e-12)[0]
     return int(reached[0] + 1) if len(reached) else len(explained_ratios)
-
-
-def with_vectors(frame):
-    """Add the MLlib vector column PCA reads (array<float> -> DenseVector, no Python UDF)."""
-    from pyspark.ml.functions import array_to_vector
-
-    return frame.withColumn(VECTOR_COLUMN, array_to_vector("features"))
 
 
 def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -> PcaResult:
@@ -147,6 +140,13 @@ def projected(frame, model, input_col: str = "features", output_col: str = "pca"
 def project(frame, model):
     """Add `pca` (array<float>) to a frame with `features`, using a fitted PCAModel."""
     return projected(frame, model)
+
+
+def reads_only_cached_data(frame) -> bool:
+    """True when every source `frame` reads is a persisted DataFrame (Spark's cache)."""
+    leaves = frame._jdf.queryExecution().withCachedData().collectLeaves()
+    kinds = {leaves.apply(i).getClass().getSimpleName() for i in range(leaves.size())}
+    return kinds == {"InMemoryRelation"}
 
 
 def _input_dimension(frame, column: str) -> int:
@@ -240,10 +240,18 @@ class VariancePCA(Estimator, _VarianceParams, DefaultParamsReadable, DefaultPara
             raise OrchardError(f"VariancePCA: k must be a positive integer, got {k}")
         dimension = _input_dimension(dataset, column)
         vectors = dataset.where(F.col(column).isNotNull()).select(array_to_vector(column).alias(VECTOR_COLUMN))
+        # the fit passes over its input several times: unless the input is read from Spark's
+        # cache (as in `orchard run`), cache the vectors, so that the images are featurized once
+        cache = not reads_only_cached_data(dataset)
+        if cache:
+            vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             result = fit_pca(vectors, dimension, variance, k)
         except IllegalArgumentException as error:  # e.g. fewer than 2 rows, rows of other lengths
             raise OrchardError(f"VariancePCA: Spark could not fit PCA on {column!r}: {error}") from None
+        finally:
+            if cache:
+                vectors.unpersist()
         model = VariancePCAModel(result.model, result.k, result.explained_variance,
                                  features_origin(dataset, column))
         model._resetUid(self.uid)  # a fitted model shares its estimator's uid, as in Spark ML

@@ -162,6 +162,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
                            f"PCA of {spec.name} features ({n_featurized} images)") if pca else None
     with timer.stage(names.STAGE_WRITE_FEATURES):
         table = pca.transform(ok) if pca else ok.withColumn("pca", F.lit(None).cast("array<float>"))
+        table = same_schema_as_before(table, pca is not None)
         table = table.withColumn("model", F.lit(spec.name))
         columns = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms")
         # one wave of tasks, one file per core: fewer, larger files, and faster than two waves here
@@ -206,6 +207,20 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     log.info("featurized %d images, %d errors, %d ignored -> %s",
              n_featurized, counts.errors, counts.ignored, output.uri)
     return record
+
+
+def same_schema_as_before(table, projected: bool):
+    """features/'s schema as it was before the API: `features` without ImageFeaturizer's column
+    metadata (the model is in the `model` column and run.json) and, when projected, `pca` not
+    nullable (every kept row has features, so it has a pca: coalesce says so to Spark)."""
+    from pyspark.sql import functions as F
+
+    features = F.col("features")
+    table = table.withColumn("features", F.when(features.isNotNull(), features))  # drops the metadata
+    if projected:
+        never_used = F.array_repeat(F.lit(0.0).cast("float"), 0)
+        table = table.withColumn("pca", F.coalesce("pca", never_used))
+    return table
 
 
 def _import_later_libraries() -> None:
