@@ -47,7 +47,7 @@ def bare_loop(files: List[Path], model_file: Path, threads: int, batch_size: int
     """
     import numpy as np
 
-    from orchard.pipeline.featurize import infer
+    from orchard.pipeline.inference import infer
     from orchard.pipeline.models import get_spec, onnx_session
     from orchard.pipeline.preprocess import preprocess
 

@@ -3,7 +3,11 @@
 - pipeline/ imports nothing from orchard.local, orchard.cloud, orchard.analysis;
 - storage/ does not import orchard.local (endpoints are passed in);
 - orchard's own modules are imported at module level, never inside a function (third-party
-  ones may be deferred); an `if TYPE_CHECKING:` block counts as module level;
+  ones may be deferred); an `if TYPE_CHECKING:` block counts as module level. The one exception
+  is an orchard module that is itself heavy: one that imports pyspark, matplotlib, boto3 or
+  onnxruntime at module level, directly or through the orchard modules it imports (e.g.
+  orchard.api, whose Transformer classes subclass pyspark.ml's): deferring it keeps the CLI's
+  start free of pyspark, like deferring pyspark itself;
 - every imported module exists: orchard's own as a file of the tree (and every name taken from
   one is defined there), third-party ones as an installed package (unless the import is
   optional: inside `try: ... except ImportError`).
@@ -28,6 +32,8 @@ FORBIDDEN = {
     "pipeline": ("orchard.local", "orchard.cloud", "orchard.analysis"),
     "storage": ("orchard.local",),
 }
+# third-party packages worth deferring (hundreds of ms to import)
+HEAVY_PACKAGES = ("pyspark", "matplotlib", "boto3", "botocore", "onnxruntime")
 # (file, imported module) pairs allowed inside a function, with the reason
 DEFERRED_ALLOWED = {
     # run as a script by spark-submit: it imports orchard only after taking its own folder off sys.path
@@ -160,6 +166,26 @@ def _missing(found: Import) -> Optional[str]:
     return None
 
 
+@lru_cache(maxsize=None)
+def is_heavy(module: str) -> bool:
+    """True when importing orchard `module` imports a HEAVY_PACKAGES package (module-level
+    imports only, followed through orchard's own modules)."""
+    path = _module_file(module)
+    if path is None:
+        return False
+    for found in imports_of(path):
+        if found.in_function or found.optional:
+            continue
+        if found.module.split(".")[0] in HEAVY_PACKAGES:
+            return True
+        if found.module.startswith("orchard.") and found.module != module:
+            targets = [found.module] + [f"{found.module}.{name}" for name in found.names
+                                        if _module_file(f"{found.module}.{name}") is not None]
+            if any(is_heavy(target) for target in targets):
+                return True
+    return False
+
+
 def _report(violations: List[str]) -> str:
     return "\n" + "\n".join(violations)
 
@@ -189,8 +215,17 @@ def test_forbidden_imports_between_systems(folder):
 def test_orchard_modules_are_imported_at_module_level():
     violations = [str(i) for i in all_imports()
                   if i.in_function and (i.module == "orchard" or i.module.startswith("orchard."))
-                  and (i.file, i.module) not in DEFERRED_ALLOWED]
+                  and (i.file, i.module) not in DEFERRED_ALLOWED
+                  and not any(is_heavy(target) for target in
+                              [i.module] + [f"{i.module}.{name}" for name in i.names])]
     assert not violations, "orchard imports inside a function (move them to the top):" + _report(violations)
+
+
+def test_heavy_orchard_modules_are_found_through_their_imports():
+    assert is_heavy("orchard.pipeline.featurize")  # subclasses pyspark.ml's Transformer
+    assert is_heavy("orchard.api")  # through orchard.pipeline.run
+    assert not is_heavy("orchard.names") and not is_heavy("orchard.errors")
+    assert not is_heavy("orchard.cli")  # the CLI starts without pyspark
 
 
 def test_every_imported_module_exists():

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchard.pipeline.config import RunConfig
-from orchard.pipeline.featurize import to_model_input
+from orchard.pipeline.inference import to_model_input
 from orchard.pipeline.models import get_spec, onnx_session
 from orchard.pipeline.run import run_pipeline
 from orchard.pipeline.preprocess import preprocess

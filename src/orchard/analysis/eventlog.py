@@ -24,15 +24,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 from orchard.errors import OrchardError
 from orchard.names import STAGE_PROPERTY
 from orchard.spark import gateway
-from orchard.spark.eventlog import (
-    CODEC_CLASSES,
-    ROLLING_PART_PREFIX,
-    ROLLING_PREFIX,
-    codec_short_name,
-    event_log_of,
-    expected_log_path,
-    sanitize_app_name,
-)
+from orchard.spark.eventlog import ROLLING_PART_PREFIX, ROLLING_PREFIX, sanitize_app_name
 from orchard.storage.fs import Storage, join
 
 log = logging.getLogger(__name__)

@@ -109,7 +109,7 @@ def register(subparsers) -> None:
                                            "from this checkout, the model, the bootstrap and entry scripts.")
     push.add_argument("dataset", nargs="?", metavar="DATASET_DIR",
                       help="<root>/<Split>/<Class>/<image> folder; omit to upload only the artefacts")
-    push.add_argument("--bucket", required=True)
+    push.add_argument("--bucket", required=True, help="the bucket `orchard aws init` set up")
     push.add_argument("--prefix", default="data/", help="where the images go in the bucket (default data/)")
     push.add_argument("--model-path", metavar="FILE", help="ONNX model file (default: orchard's lookup, "
                                                           "$ORCHARD_MODEL_DIR first)")
@@ -137,7 +137,7 @@ def register(subparsers) -> None:
         "create", parents=[common], help="start an EMR 7 cluster (Spark, Hadoop, JupyterHub)",
         description="Start an EMR cluster for orchard: 1 primary + N core nodes, the bootstrap action "
                     "from the bucket, logs to s3://B/logs/, auto-termination when idle.")
-    create.add_argument("--bucket", required=True)
+    create.add_argument("--bucket", required=True, help="the bucket holding the pushed artefacts (and the logs)")
     create.add_argument("--release", default=DEFAULT_RELEASE, help=f"EMR 7 release (default {DEFAULT_RELEASE})")
     create.add_argument("--core-count", type=int, default=DEFAULT_CORE_COUNT, metavar="N",
                         help=f"core nodes (default {DEFAULT_CORE_COUNT})")
@@ -162,15 +162,16 @@ def register(subparsers) -> None:
     submit = commands.add_parser("submit", parents=[common], help="add a step running `orchard run`",
                                  description="Add a step: spark-submit of orchard's entry script, i.e. "
                                              "`orchard run` on the cluster, on the bucket's paths.")
-    submit.add_argument("--cluster-id", required=True)
-    submit.add_argument("--bucket", required=True)
+    submit.add_argument("--cluster-id", required=True, help="the cluster (j-...) from `cluster create`")
+    submit.add_argument("--bucket", required=True, help="the bucket holding the step script, the model and the data")
     submit.add_argument("--input", metavar="URI", help="dataset root (default s3://B/data/)")
     submit.add_argument("--output", metavar="URI", help="output folder (default s3://B/runs/<UTC time>/)")
     pca = submit.add_mutually_exclusive_group()
-    pca.add_argument("--pca-variance", type=float, metavar="FRACTION")
-    pca.add_argument("--pca-k", type=int, metavar="K")
-    submit.add_argument("--batch-size", type=int, metavar="N")
-    submit.add_argument("--partitions", type=int, metavar="N")
+    pca.add_argument("--pca-variance", type=float, metavar="FRACTION",
+                     help="as `orchard run --pca-variance` (default 0.95)")
+    pca.add_argument("--pca-k", type=int, metavar="K", help="as `orchard run --pca-k`: exactly K components")
+    submit.add_argument("--batch-size", type=int, metavar="N", help="as `orchard run --batch-size`")
+    submit.add_argument("--partitions", type=int, metavar="N", help="as `orchard run --partitions`")
     submit.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     submit.add_argument("--deploy-mode", choices=("client", "cluster"), default="client",
                         help="client (default): the driver runs on the primary node and its output "
@@ -182,27 +183,27 @@ def register(subparsers) -> None:
                                description="Poll the cluster (and step) and print each state change; "
                                            "exit non-zero when the step fails. Without --step-id: until "
                                            "the cluster is ready.")
-    wait.add_argument("--cluster-id", required=True)
-    wait.add_argument("--step-id")
+    wait.add_argument("--cluster-id", required=True, help="the cluster (j-...)")
+    wait.add_argument("--step-id", help="the step (s-...) to wait for (default: the cluster itself)")
     wait.add_argument("--poll-seconds", type=float, default=30.0, metavar="S", help="default 30")
     wait.add_argument("--timeout", metavar="DURATION", help="give up after this long (e.g. 2h)")
     wait.set_defaults(func=wait_command)
 
     logs = commands.add_parser("logs", parents=[common], help="print a step's stdout/stderr from S3")
-    logs.add_argument("--cluster-id", required=True)
+    logs.add_argument("--cluster-id", required=True, help="the cluster (j-...)")
     logs.add_argument("--step-id", help="default: the cluster's latest step")
     logs.add_argument("--stream", action="append", choices=("stdout", "stderr", "controller", "syslog"),
                       help="log file(s) to print (repeatable; default stdout and stderr)")
     logs.set_defaults(func=logs_command)
 
     terminate = commands.add_parser("terminate", parents=[common], help="terminate a cluster")
-    terminate.add_argument("--cluster-id", required=True)
+    terminate.add_argument("--cluster-id", required=True, help="the cluster (j-...) to terminate")
     terminate.add_argument("--wait", action="store_true", help="return once the cluster is TERMINATED")
     terminate.set_defaults(func=terminate_command)
 
     tunnel = commands.add_parser("tunnel", parents=[common],
                                  help="SSH port-forward to the Spark UI, History Server and JupyterHub")
-    tunnel.add_argument("--cluster-id", required=True)
+    tunnel.add_argument("--cluster-id", required=True, help="the cluster (j-...) whose primary node to reach")
     tunnel.add_argument("--identity-file", metavar="FILE", help="private key (default ~/.ssh/<key name>.pem)")
     tunnel.add_argument("--run", action="store_true", help="open the tunnel (Ctrl-C closes it)")
     tunnel.set_defaults(func=tunnel_command)
@@ -211,9 +212,11 @@ def register(subparsers) -> None:
                                help="estimated price per hour, per run and per million images",
                                description="Estimate from orchard's price table (EC2 + EMR surcharge, "
                                            "On-Demand and Spot); no AWS call.")
-    cost.add_argument("--core-count", type=int, default=DEFAULT_CORE_COUNT, metavar="N")
-    cost.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE)
-    cost.add_argument("--primary-instance-type")
+    cost.add_argument("--core-count", type=int, default=DEFAULT_CORE_COUNT, metavar="N",
+                      help=f"core nodes (default {DEFAULT_CORE_COUNT})")
+    cost.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE,
+                      help=f"core nodes' EC2 type (default {DEFAULT_INSTANCE_TYPE})")
+    cost.add_argument("--primary-instance-type", help="primary node's type (default: --instance-type)")
     cost.add_argument("--hours", type=float, metavar="H", help="hours the cluster runs (per-run price)")
     cost.add_argument("--images", type=int, metavar="N", help="images in a run (with --ms-per-image)")
     cost.add_argument("--ms-per-image", type=float, metavar="MS",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchard.analysis.classifier import evaluate_features
 from orchard.names import FEATURES_DIR
 from orchard.pipeline.config import DEFAULT_MASTER
 
@@ -20,8 +21,7 @@ def register(subparsers) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    # both import pyspark: deferred, so that the CLI starts without it
-    from orchard.analysis.classifier import evaluate_features
+    # orchard.api imports pyspark: deferred, so that the CLI starts without it
     from orchard.api import start_spark, stop_spark
 
     spark = start_spark(args.master, app_name="orchard-evaluate")

@@ -16,17 +16,14 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from orchard.errors import OrchardError
 from orchard.names import DEFAULT_MODEL
-from orchard.pipeline.inference import (  # noqa: F401 (ARROW_BATCH_ROWS, infer, to_model_input re-exported)
-    ARROW_BATCH_ROWS,
+from orchard.pipeline.inference import (
     DECODE_MS,
     HEIGHT,
     INFER_MS,
     WIDTH,
     FrameColumns,
     arrow_batch_rows,
-    infer,
     partition_featurizer,
-    to_model_input,
 )
 from orchard.pipeline.models import ModelSpec, resolve_model
 from orchard.pipeline.sessions import with_settings

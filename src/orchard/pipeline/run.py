@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from orchard import __version__, names
 from orchard.errors import OrchardError
-from orchard.names import STAGE_PROPERTY
+from orchard.names import ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, SCREE_PLOT, STAGE_PROPERTY
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig
 from orchard.pipeline.featurize import ImageFeaturizer, arrow_batch_rows
 from orchard.pipeline.load import (
@@ -29,11 +29,6 @@ from orchard.pipeline.models import resolve_model
 from orchard.pipeline.record import RunCounts, RunRecord
 from orchard.pipeline.reduce import VariancePCA, VariancePCAModel
 from orchard.pipeline.write import (
-    ERRORS_DIR,
-    FEATURES_DIR,
-    PCA_MODEL_DIR,
-    RUN_RECORD,
-    SCREE_PLOT,
     Output,
     check_local_input,
     check_local_output,

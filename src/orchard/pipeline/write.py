@@ -12,13 +12,6 @@ import logging
 from typing import Any, Dict, List
 
 from orchard.errors import OrchardError
-from orchard.names import (  # noqa: F401 (re-exported)
-    ERRORS_DIR,
-    FEATURES_DIR,
-    PCA_MODEL_DIR,
-    RUN_RECORD,
-    SCREE_PLOT,
-)
 from orchard.paths import is_local_uri, local_path
 from orchard.storage.fs import Storage
 
