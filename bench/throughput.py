@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from orchard.pipeline.config import RunConfig
 
@@ -90,12 +90,15 @@ def _timed_share(files: List[Path], model_file: Path, threads: int, batch_size: 
     spans.put(bare_loop(files, model_file, threads, batch_size, ready))
 
 
-def orchard_run(dataset: Path, model_file: Path, output: Path, extra: List[str]) -> Dict:
-    """Wall seconds of one `orchard run` in a fresh process, and its run.json."""
+def orchard_run(dataset: Path, model_file: Path, output: Path, extra: List[str],
+                src: Optional[Path] = None) -> Dict:
+    """Wall seconds of one `orchard run` in a fresh process, and its run.json; with `src`, the
+    orchard found in that source folder (another checkout's src/) runs instead."""
     command = [sys.executable, "-m", "orchard", "run", "--input", str(dataset), "--output", str(output),
                "--model-path", str(model_file), "--overwrite", *extra]
+    env = {**os.environ, "PYTHONPATH": str(src)} if src else None
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"orchard run failed:\n{result.stderr[-3000:]}")
@@ -109,11 +112,20 @@ def one_round(args, files: List[Path], datasets: Dict[str, Path], model_file: Pa
                   len(files) / bare_loops(files, model_file, args.threads, args.batch_size, n)
                   for n in args.bare_processes}
     runs = {name: orchard_run(dataset, model_file, tmp / name, args.run_args) for name, dataset in datasets.items()}
+    result = {"bare_rates": bare_rates, "runs": runs, **rates(runs)}
+    result["ratios"] = {name: result["marginal"] / rate for name, rate in bare_rates.items()}
+    if args.baseline_src:  # the same runs with another checkout's orchard, right after
+        base = {name: orchard_run(dataset, model_file, tmp / f"base-{name}", args.run_args, args.baseline_src)
+                for name, dataset in datasets.items()}
+        result["baseline"] = {"runs": base, **rates(base)}
+    return result
+
+
+def rates(runs: Dict) -> Dict[str, float]:
+    """Marginal images/s and fixed start-up seconds from a sample run and a bench run."""
     added = runs["bench"]["images"] - runs["sample"]["images"]
     marginal = added / (runs["bench"]["wall"] - runs["sample"]["wall"])
-    return {"bare_rates": bare_rates, "runs": runs, "marginal": marginal,
-            "fixed": runs["sample"]["wall"] - runs["sample"]["images"] / marginal,
-            "ratios": {name: marginal / rate for name, rate in bare_rates.items()}}
+    return {"marginal": marginal, "fixed": runs["sample"]["wall"] - runs["sample"]["images"] / marginal}
 
 
 def print_table(rounds: List[Dict], n_bare: int) -> None:
@@ -139,6 +151,21 @@ def print_table(rounds: List[Dict], n_bare: int) -> None:
     print(f"fixed start-up cost  = {statistics.median(r['fixed'] for r in rounds):.1f} s   (target < 15 s)")
 
 
+def print_baseline(rounds: List[Dict], src: Path) -> None:
+    """This checkout against the baseline checkout, run for run in the same rounds."""
+    print(f"\nagainst the baseline ({src}), same rounds:")
+    print(f"{'round':>6} {'sample s':>9} {'base s':>8} {'bench s':>8} {'base s':>8} {'marginal':>9} "
+          f"{'base':>7} {'fixed s':>8} {'base':>6} {'marginal/base':>14}")
+    for number, r in enumerate(rounds, 1):
+        b = r["baseline"]
+        print(f"{number:>6} {r['runs']['sample']['wall']:>9.1f} {b['runs']['sample']['wall']:>8.1f} "
+              f"{r['runs']['bench']['wall']:>8.1f} {b['runs']['bench']['wall']:>8.1f} {r['marginal']:>9.1f} "
+              f"{b['marginal']:>7.1f} {r['fixed']:>8.1f} {b['fixed']:>6.1f} {r['marginal'] / b['marginal']:>14.2f}")
+    ratio = statistics.median(r["marginal"] / r["baseline"]["marginal"] for r in rounds)
+    fixed = statistics.median(r["fixed"] - r["baseline"]["fixed"] for r in rounds)
+    print(f"median marginal / baseline = {ratio:.2f}; median fixed - baseline = {fixed:+.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared/ folder")
@@ -149,6 +176,9 @@ def main() -> None:
     parser.add_argument("--bare-processes", type=lambda text: [int(n) for n in text.split(",")], default=[1, 2],
                         help="bare loop variants: processes sharing the --threads (default 1,2: "
                              "1 process x 2 threads, and 2 x 1 as orchard runs on 2 cores)")
+    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
+                        help="another checkout's src/ folder: its `orchard run` is timed in every round too, "
+                             "right after this one's (e.g. a worktree of the previous release)")
     parser.add_argument("--json", action="store_true", help="also print the raw measurements")
     parser.add_argument("run_args", nargs="*", help="extra `orchard run` options, after --")
     args = parser.parse_args()
@@ -170,6 +200,8 @@ def main() -> None:
             print(f"round {number}/{args.repeat}: ratios {ratios}", file=sys.stderr, flush=True)
 
     print_table(rounds, len(files))
+    if args.baseline_src:
+        print_baseline(rounds, args.baseline_src)
     print(f"cores: {os.cpu_count()}, bare loop threads: {args.threads}, batch size: {args.batch_size}, "
           f"rounds: {args.repeat}")
     for name in ("sample", "bench"):

@@ -353,17 +353,6 @@ def test_user_errors_are_one_clear_line(no_aws, capsys, argv, message):
     assert err.startswith("orchard: error:") and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_missing_credentials_say_how_to_fix(capsys, monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    code, _, err = cli(capsys, "aws", "terminate", "--cluster-id", "j-1")
-    assert code == 2 and "no AWS credentials" in err and "--profile" in err
-
 
 # -- the documentation shows what the commands print ---------------------------------------
 DOC = Path(__file__).resolve().parents[2] / "docs" / "aws.md"

@@ -157,6 +157,18 @@ def _temporary_name(name: str) -> str:
     return f".{name}.orchard-tmp-{os.getpid()}-{threading.get_ident()}"
 
 
+def _fetch_atomically(local: Path, copy: Callable[[Path], None]) -> None:
+    """`copy(temporary)` fills a hidden temporary file beside `local`, which then replaces
+    `local` in one rename: a reader never sees half a file; the temporary never stays behind."""
+    temporary = local.with_name(_temporary_name(local.name))
+    try:
+        copy(temporary)
+        os.replace(temporary, local)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -263,13 +275,7 @@ class LocalFiles:
             progress(local.stat().st_size)
 
     def get_file(self, uri: str, local: Path) -> None:
-        temporary = local.with_name(_temporary_name(local.name))
-        try:
-            shutil.copy2(local_path(uri), temporary)
-            os.replace(temporary, local)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
+        _fetch_atomically(local, lambda temporary: shutil.copy2(local_path(uri), temporary))
 
     def stored_md5(self, uri: str) -> Optional[str]:
         return None
@@ -426,13 +432,7 @@ class S3Files:
 
     def get_file(self, uri: str, local: Path) -> None:
         bucket, key = self.bucket_key(uri)
-        temporary = local.with_name(_temporary_name(local.name))
-        try:
-            self.client().download_file(bucket, key, str(temporary))
-            os.replace(temporary, local)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
+        _fetch_atomically(local, lambda temporary: self.client().download_file(bucket, key, str(temporary)))
 
     def stored_md5(self, uri: str) -> Optional[str]:
         bucket, key = self.bucket_key(uri)
@@ -558,13 +558,7 @@ class HadoopFiles:
 
     def get_file(self, uri: str, local: Path) -> None:
         source, fs = self._fs(uri)
-        temporary = local.with_name(_temporary_name(local.name))
-        try:
-            fs.copyToLocalFile(False, source, self._local(temporary), True)
-            os.replace(temporary, local)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
+        _fetch_atomically(local, lambda temporary: fs.copyToLocalFile(False, source, self._local(temporary), True))
 
     def stored_md5(self, uri: str) -> Optional[str]:
         return None
