@@ -20,6 +20,9 @@ COMMAND_MODULES = (
     "orchard.commands.aws",
     "orchard.commands.local",
     "orchard.commands.transfer",
+    "orchard.commands.train",
+    "orchard.commands.predict",
+    "orchard.commands.serve",
 )
 
 
