@@ -37,7 +37,7 @@ def test_metrics_from_a_confusion_matrix():
 ])
 def test_bad_settings_are_refused_before_spark(change, message):
     with pytest.raises(OrchardError, match=message):
-        TrainConfig(run="runs/x", output="models/x", **change).validate()
+        TrainConfig(**{"run": "runs/x", "output": "models/x", **change}).validate()
 
 
 def test_train_command_options_have_help():
