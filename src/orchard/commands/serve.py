@@ -62,8 +62,12 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn
+    except ImportError as error:
+        raise OrchardError(f"orchard serve needs {error.name}: pip install 'orchard[serve]'") from None
     settings = settings_from_args(args)
     model_file = os.path.join(settings.model_dir, ONNX_FILE)
     if not os.path.isfile(model_file):
