@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from orchard.classify.predict import PredictConfig
 from orchard.pipeline.config import DEFAULT_MASTER
 
 HELP = "predict the fruit in every image of a folder with a trained model, on Spark (Parquet out)"
@@ -36,7 +35,7 @@ def register(subparsers) -> None:
 def predict_command(args: argparse.Namespace) -> int:
     # both import pyspark: deferred, so that the CLI starts without it
     from orchard.api import start_spark, stop_spark
-    from orchard.classify.predict import predict
+    from orchard.classify.predict import PredictConfig, predict
 
     config = PredictConfig(input=args.input, model=args.model, output=args.output, top_k=args.top_k,
                            batch_size=args.batch_size, partitions=args.partitions, overwrite=args.overwrite)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchard.classify.train import COLUMNS, DEFAULT_REG_PARAMS, TrainConfig
+from orchard.classify.train import COLUMNS, DEFAULT_REG_PARAMS, TrainConfig, summary_table, train
 from orchard.pipeline.config import DEFAULT_MASTER
 
 HELP = "train a fruit classifier (logistic regression) on a run's features and export it as one ONNX file"
@@ -49,9 +49,8 @@ def register(subparsers) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    # both import pyspark: deferred, so that the CLI starts without it
+    # imports pyspark: deferred, so that the CLI starts without it
     from orchard.api import start_spark, stop_spark
-    from orchard.classify.train import summary_table, train
 
     config = TrainConfig(run=args.run, output=args.output, on=args.on, split=args.split,
                          test_split=args.test_split, reg_params=args.reg_params, folds=args.folds,
