@@ -1,18 +1,19 @@
 """Latency and throughput of `orchard serve` against a bare ONNX Runtime loop, in one run.
 
     python bench/serve.py MODEL_DIR [--shared ../shared] [--requests 240] [--concurrency 1,4,16]
-                                    [--max-batch 16] [--json]
+                                    [--repeat 3] [--max-batch 16] [--json]
 
 The same images (the sample's Test JPEGs, cycled) go through:
 - a bare loop, in this process: read bytes -> orchard.pipeline.preprocess -> fruit.onnx, one
   image per call (batch 1), ONNX Runtime with the threads and session options the service uses;
-  run before and after the service's rounds (the machine's speed drifts; the mean is the
-  reference);
+  run just before and just after each concurrency level (the machine's speed drifts; the mean
+  of the two is that level's reference);
 - `orchard serve MODEL_DIR` (a real process on a free 127.0.0.1 port, one worker), for each
   concurrency c: c client threads, each with its own keep-alive connection, POST the raw JPEG
   bytes (Content-Type image/jpeg) until --requests answers have come back; every answer must
   be 200 (errors are counted). A few untimed requests warm it up first.
-Prints a table: requests/s, p50/p95/p99 latency (ms, client side), errors, and the two targets:
+--repeat rounds over the levels (default 3); the table shows medians: requests/s, p50/p95/p99
+latency (ms, client side), errors (summed), the bare loop's rate, and the two targets:
 p50 at concurrency 1 <= 2x the bare loop's per-image time; requests/s at concurrency 16 >= 0.7x
 the bare loop's images/s.
 """
@@ -131,12 +132,25 @@ def load(port: int, images: List[bytes], concurrency: int, total: int) -> Dict[s
             "p99": float(np.percentile(ms, 99)), "errors": errors[0]}
 
 
+def one_level(port: int, model_file: Path, images: List[bytes], threads: int, concurrency: int) -> Dict:
+    """The service at `concurrency` between two bare loops (the machine's speed drifts: each
+    level is compared with the bare loops run just before and after it)."""
+    before = bare_loop(model_file, images, threads)
+    row = load(port, images, concurrency, len(images))
+    after = bare_loop(model_file, images, threads)
+    bare = {key: (before[key] + after[key]) / 2 for key in before}
+    row.update(bare_images_per_s=bare["images_per_s"], bare_ms=bare["ms_mean"],
+               p50_ratio=row["p50"] / bare["ms_mean"], throughput_ratio=row["requests_per_s"] / bare["images_per_s"])
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="folder written by `orchard train`")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared folder (data/)")
     parser.add_argument("--requests", type=int, default=240, help="requests per concurrency level (default 240)")
     parser.add_argument("--concurrency", default="1,4,16", help="concurrency levels (default 1,4,16)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over the levels; medians are shown (default 3)")
     parser.add_argument("--max-batch", type=int, default=16, help="the service's --max-batch (default 16)")
     parser.add_argument("--json", action="store_true", help="also print the raw measurements")
     args = parser.parse_args()
@@ -145,39 +159,40 @@ def main() -> None:
     threads = os.cpu_count() or 1  # what one service worker uses (the cores / 1 worker)
     model_file = args.model_dir / ONNX_FILE
 
-    bare = [bare_loop(model_file, images, threads)]
-    rows = []
+    rounds: List[List[Dict]] = []
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = start_service(args.model_dir, port, args.max_batch, log)
         try:
             load(port, images[:16], 4, 16)  # warm-up, untimed
-            for concurrency in levels:
-                rows.append(load(port, images, concurrency, args.requests))
+            for number in range(args.repeat):
+                rounds.append([one_level(port, model_file, images, threads, c) for c in levels])
+                print(f"round {number + 1}/{args.repeat} done", file=sys.stderr, flush=True)
         finally:
             process.terminate()
             process.wait(timeout=30)
-    bare.append(bare_loop(model_file, images, threads))
 
-    reference = {key: statistics.mean(b[key] for b in bare) for key in bare[0]}
-    print(f"{'':24} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6}")
-    for name, b in zip(("bare loop (before)", "bare loop (after)"), bare):
-        print(f"{name:24} {args.requests:>8} {b['images_per_s']:>7.1f} {b['ms_p50']:>7.1f} {'':>7} {'':>7} {'':>6}")
-    for row in rows:
-        print(f"{'serve, concurrency ' + str(row['concurrency']):24} {row['requests']:>8} {row['requests_per_s']:>7.1f} "
-              f"{row['p50']:>7.1f} {row['p95']:>7.1f} {row['p99']:>7.1f} {row['errors']:>6}")
-    by_level = {row["concurrency"]: row for row in rows}
-    print(f"bare loop (mean of both): {reference['images_per_s']:.1f} images/s, {reference['ms_mean']:.1f} ms per image "
-          f"(read + preprocess + inference, batch 1, {threads} ONNX Runtime threads)")
-    if 1 in by_level:
-        print(f"p50 at concurrency 1 / bare per-image time = {by_level[1]['p50'] / reference['ms_mean']:.2f}   (target <= 2)")
-    if 16 in by_level:
-        print(f"req/s at concurrency 16 / bare images/s    = "
-              f"{by_level[16]['requests_per_s'] / reference['images_per_s']:.2f}   (target >= 0.7)")
-    print(f"errors: {sum(row['errors'] for row in rows)} (target 0); cores: {os.cpu_count()}; "
-          f"service: 1 worker, --max-batch {args.max_batch}")
+    def median(index: int, key: str) -> float:
+        return statistics.median(r[index][key] for r in rounds)
+
+    columns = ("requests_per_s", "p50", "p95", "p99", "bare_images_per_s", "bare_ms")
+    print(f"{'':22} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} "
+          f"{'bare img/s':>10} {'bare ms/img':>11}")
+    for index, concurrency in enumerate(levels):
+        values = [median(index, key) for key in columns]
+        errors = sum(r[index]["errors"] for r in rounds)
+        print(f"{'serve, concurrency ' + str(concurrency):22} {args.requests:>8} {values[0]:>7.1f} {values[1]:>7.1f} "
+              f"{values[2]:>7.1f} {values[3]:>7.1f} {errors:>6} {values[4]:>10.1f} {values[5]:>11.1f}")
+    if 1 in levels:
+        print(f"p50 at concurrency 1 / bare per-image time = {median(levels.index(1), 'p50_ratio'):.2f}   (target <= 2)")
+    if 16 in levels:
+        print(f"req/s at concurrency 16 / bare images/s    = {median(levels.index(16), 'throughput_ratio'):.2f}   "
+              "(target >= 0.7)")
+    print(f"medians of {args.repeat} rounds; errors summed: {sum(r['errors'] for rs in rounds for r in rs)} (target 0); "
+          f"bare loop: read + preprocess + inference, batch 1, {threads} ONNX Runtime threads, run just before and "
+          f"after each level; cores: {os.cpu_count()}; service: 1 worker, --max-batch {args.max_batch}")
     if args.json:
-        print(json.dumps({"bare": bare, "serve": rows}, indent=2))
+        print(json.dumps(rounds, indent=2))
 
 
 if __name__ == "__main__":
