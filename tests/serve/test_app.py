@@ -149,3 +149,21 @@ def test_corrupt_exif_is_ignored_not_fatal():
     data[start:start + 8] = b"\xff" * 8  # the TIFF header of the EXIF block: unreadable
     pixels = pixels_of(bytes(data))
     assert pixels.shape == (224, 224, 3) and pixels[112, 112, 1] > 120
+
+
+def test_an_answer_over_the_time_limit_is_a_503(tiny_model, monkeypatch):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from orchard.serve.app import create_app
+
+    def slow(self, pixels):
+        time.sleep(0.5)
+        return np.full((len(pixels), 3), 1 / 3, dtype=np.float32)
+
+    with TestClient(create_app(ServeSettings(model_dir=str(tiny_model), request_timeout_s=0.2, threads=1))) as hasty:
+        monkeypatch.setattr(FruitModel, "predict", slow)
+        response = hasty.post("/v1/predict", content=SAMPLE_JPEG.read_bytes(), headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 503
+    assert response.json() == {"detail": "no answer within 0.2 s; try again"}

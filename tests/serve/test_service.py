@@ -2,6 +2,8 @@
 HTTP, and every bad input."""
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -39,7 +41,26 @@ def test_bad_input_over_http(service, case):
         assert client.get("/healthz").status_code == 200  # still up
 
 
-def test_binds_loopback_and_leaves_no_trace_in_answers(service):
+def test_binds_loopback_by_default(service):
     log = service.log.read_text()
     assert f"Uvicorn running on {service.url}" in log  # 127.0.0.1 unless told otherwise
     assert service.process.poll() is None
+
+
+def test_each_worker_process_loads_its_own_session(trained_model, tmp_path):
+    from tests.serve.conftest import start_service, stop_service
+
+    served = start_service(trained_model, tmp_path / "serve.log", "--workers", "2")
+    try:
+        image = next((SAMPLE / "Test" / "Kiwi").iterdir())
+        with httpx.Client(base_url=served.url, timeout=60) as client:
+            answers = [client.post("/v1/predict", content=image.read_bytes(), headers={"Content-Type": "image/jpeg"})
+                       for _ in range(4)]
+        assert [a.json()["label"] for a in answers] == ["Kiwi"] * 4
+        deadline = time.monotonic() + 60
+        while served.log.read_text().count("loaded (24 classes) in process") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        loaded = [line for line in served.log.read_text().splitlines() if "loaded (24 classes) in process" in line]
+        assert len({line.rsplit(" ", 1)[-1] for line in loaded}) == 2  # two processes, a session each
+    finally:
+        assert stop_service(served) == 0

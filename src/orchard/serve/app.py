@@ -172,6 +172,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
 def app_from_environment():
     """uvicorn's factory in each worker process: the app for $ORCHARD_SERVE_SETTINGS (JSON)."""
+    if not logging.getLogger().handlers:  # a worker process started by uvicorn: orchard's log format
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s orchard %(levelname)s %(message)s",
+                            datefmt="%H:%M:%S")
     text: Optional[str] = os.environ.get(SETTINGS_ENV)
     if not text:
         raise RuntimeError(f"${SETTINGS_ENV} is not set: start the service with `orchard serve MODEL_DIR`")
