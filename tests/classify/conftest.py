@@ -10,6 +10,8 @@ from typing import Dict
 
 import pytest
 
+import orchard
+from orchard.classify.train import TrainConfig, train
 from tests.conftest import MODEL_FILE, SAMPLE
 
 _MADE: Dict[str, Path] = {}
@@ -18,8 +20,6 @@ _MADE: Dict[str, Path] = {}
 def sample_run_dir(spark, tmp_path_factory) -> Path:
     """The output of `orchard.run` on the shared sample (made once per session)."""
     if "run" not in _MADE:
-        import orchard
-
         output = tmp_path_factory.mktemp("sample-run") / "run"
         orchard.run(orchard.RunConfig(input=str(SAMPLE), output=str(output), model_path=str(MODEL_FILE)),
                     spark=spark)
@@ -30,8 +30,6 @@ def sample_run_dir(spark, tmp_path_factory) -> Path:
 def trained_model_dir(spark, tmp_path_factory) -> Path:
     """A model folder trained on the sample run with the default settings (made once per session)."""
     if "model" not in _MADE:
-        from orchard.classify.train import TrainConfig, train
-
         run = sample_run_dir(spark, tmp_path_factory)
         output = tmp_path_factory.mktemp("sample-model") / "model"
         train(spark, TrainConfig(run=str(run), output=str(output), model_path=str(MODEL_FILE)))

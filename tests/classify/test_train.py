@@ -8,10 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
+from orchard.classify.export import read_metadata
 from orchard.classify.names import CONFUSION_PNG, METRICS_FILE, MODEL_CARD, ONNX_FILE
-from orchard.classify.train import TrainConfig, classification_metrics, spark_probabilities, train
+from orchard.classify.train import TrainConfig, classification_metrics, spark_probabilities, summary_table, train
 from orchard.cli import build_parser
 from orchard.errors import OrchardError
+from orchard.pipeline.preprocess import preprocess
 from tests.conftest import MODEL_FILE, SAMPLE
 
 
@@ -69,15 +71,29 @@ def test_train_on_the_sample(trained_model):
     assert (trained_model / CONFUSION_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (trained_model / MODEL_CARD).read_text()
     assert f"{metrics['test']['accuracy']:.4f}" in card and "Walnut" in card
+    table = summary_table(metrics)  # what `orchard train` prints
+    assert f"accuracy {metrics['test']['accuracy']:.4f}" in table
+    assert all(f"\n{label} " in table for label in metrics["classes"])
+
+
+@pytest.mark.slow
+def test_pca_in_the_graph_is_sparks_projection(spark, sample_run, trained_model):
+    """Spark's PCAModel computes pc^T x without centering: the run's pca column is features · pc."""
+    from pyspark.ml.feature import PCAModel
+
+    pc = PCAModel.load(str(sample_run / "pca_model")).pc.toArray()
+    rows = spark.read.parquet(str(sample_run / "features")).orderBy("path").limit(50).collect()
+    features = np.array([row.features for row in rows], dtype=np.float64)
+    stored = np.array([row.pca for row in rows], dtype=np.float64)
+    np.testing.assert_allclose(features @ pc, stored, rtol=1e-5, atol=1e-4)
+    centered = (features - features.mean(axis=0)) @ pc
+    assert np.abs(centered - stored).max() > 1.0  # centering would be visibly different
 
 
 @pytest.mark.slow
 def test_onnx_agrees_with_spark_on_every_test_row(spark, sample_run, trained_model):
     import onnxruntime as ort
     from pyspark.sql import functions as F
-
-    from orchard.classify.export import read_metadata
-    from orchard.pipeline.preprocess import preprocess
 
     test_rows = spark.read.parquet(str(sample_run / "features")).where(F.col("split") == "Test")
     classes, predicted = spark_probabilities(trained_model, test_rows, "pca")

@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
+import onnx
 import pytest
 
+from orchard.classify.export import Classifier, fruit_model
+from orchard.classify.names import ONNX_FILE
+from orchard.pipeline.models import get_spec
 from tests.classify.conftest import trained_model_dir
 from tests.conftest import MODEL_FILE
 
@@ -21,12 +25,6 @@ from tests.conftest import MODEL_FILE
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A model folder whose fruit.onnx has the real backbone and a random 3-class head."""
-    import onnx
-
-    from orchard.classify.export import Classifier, fruit_model
-    from orchard.classify.names import ONNX_FILE
-    from orchard.pipeline.models import get_spec
-
     rng = np.random.default_rng(0)
     classifier = Classifier(classes=["Apple", "Banana", "Cherry"], coefficients=rng.normal(size=(3, 4)),
                             intercepts=np.zeros(3), pc=rng.normal(scale=0.05, size=(1280, 4)))

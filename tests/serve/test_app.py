@@ -8,9 +8,11 @@ import threading
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from orchard.pipeline.preprocess import preprocess
+from orchard.serve.app import create_app
 from orchard.serve.images import pixels_of, upright
 from orchard.serve.model import FruitModel, MicroBatcher
 from orchard.serve.settings import ServeSettings
@@ -19,10 +21,6 @@ from tests.serve.bad_inputs import SAMPLE_JPEG, cases
 
 @pytest.fixture(scope="module")
 def client(tiny_model):
-    from fastapi.testclient import TestClient
-
-    from orchard.serve.app import create_app
-
     with TestClient(create_app(ServeSettings(model_dir=str(tiny_model), threads=1)),
                     raise_server_exceptions=False) as test_client:
         yield test_client
@@ -62,10 +60,6 @@ def test_answer_for_multipart_and_raw_bytes(client):
 
 
 def test_below_the_threshold_the_answer_says_it_is_not_sure(tiny_model):
-    from fastapi.testclient import TestClient
-
-    from orchard.serve.app import create_app
-
     with TestClient(create_app(ServeSettings(model_dir=str(tiny_model), threshold=1.0, threads=1))) as strict:
         answer = strict.post("/v1/predict", content=SAMPLE_JPEG.read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
     assert answer["sure"] is False
@@ -152,14 +146,8 @@ def test_corrupt_exif_is_ignored_not_fatal():
 
 
 def test_an_answer_over_the_time_limit_is_a_503(tiny_model, monkeypatch):
-    import time
-
-    from fastapi.testclient import TestClient
-
-    from orchard.serve.app import create_app
-
     def slow(self, pixels):
-        time.sleep(0.5)
+        threading.Event().wait(0.5)
         return np.full((len(pixels), 3), 1 / 3, dtype=np.float32)
 
     with TestClient(create_app(ServeSettings(model_dir=str(tiny_model), request_timeout_s=0.2, threads=1))) as hasty:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import SAMPLE
 from tests.serve.bad_inputs import cases
+from tests.serve.conftest import start_service, stop_service
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +49,6 @@ def test_binds_loopback_by_default(service):
 
 
 def test_each_worker_process_loads_its_own_session(trained_model, tmp_path):
-    from tests.serve.conftest import start_service, stop_service
-
     served = start_service(trained_model, tmp_path / "serve.log", "--workers", "2")
     try:
         image = next((SAMPLE / "Test" / "Kiwi").iterdir())

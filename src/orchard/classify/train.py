@@ -144,7 +144,11 @@ def train(spark, config: TrainConfig) -> TrainResult:
     if config.on == "pca":
         from pyspark.ml.feature import PCAModel
 
-        pc = PCAModel.load(f"{run_uri}/{PCA_MODEL_DIR}").pc.toArray().astype(np.float64)
+        try:
+            pc = PCAModel.load(f"{run_uri}/{PCA_MODEL_DIR}").pc.toArray().astype(np.float64)
+        except Exception as error:  # py4j: missing or unreadable
+            raise OrchardError(f"could not load the run's PCA model {run_uri}/{PCA_MODEL_DIR} "
+                               f"({str(error).splitlines()[0]}); train with --on features instead") from None
     classifier = Classifier(classes=kept, coefficients=fitted.model.coefficientMatrix.toArray().astype(np.float64),
                             intercepts=fitted.model.interceptVector.toArray().astype(np.float64), pc=pc)
     metrics = {
