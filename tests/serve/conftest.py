@@ -1,0 +1,88 @@
+"""Fixtures of the service tests: a tiny model (random weights, no Spark), the model trained on
+the sample (shared with tests/classify), and `orchard serve` running as a real process."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import onnx
+import pytest
+
+from orchard.classify.export import Classifier, fruit_model
+from orchard.classify.names import ONNX_FILE
+from orchard.pipeline.models import get_spec
+from tests.classify.conftest import trained_model_dir
+from tests.conftest import MODEL_FILE
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model folder whose fruit.onnx has the real backbone and a random 3-class head."""
+    rng = np.random.default_rng(0)
+    classifier = Classifier(classes=["Apple", "Banana", "Cherry"], coefficients=rng.normal(size=(3, 4)),
+                            intercepts=np.zeros(3), pc=rng.normal(scale=0.05, size=(1280, 4)))
+    folder = tmp_path_factory.mktemp("tiny-model")
+    onnx.save(fruit_model(onnx.load(str(MODEL_FILE)), get_spec("mobilenet_v2"), classifier, {}), str(folder / ONNX_FILE))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_model(spark, tmp_path_factory) -> Path:
+    return trained_model_dir(spark, tmp_path_factory)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served(NamedTuple):
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+
+def start_service(model_dir: Path, log: Path, *options: str, wait_s: float = 120.0) -> Served:
+    """`python -m orchard serve MODEL_DIR --port <free>` as a real process, once /healthz answers."""
+    port = free_port()
+    handle = open(log, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "orchard", "serve", str(model_dir), "--port", str(port), *options],
+                               stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"orchard serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return Served(url, process, log)
+        except OSError:
+            time.sleep(0.3)
+    process.terminate()
+    raise RuntimeError(f"orchard serve did not answer /healthz within {wait_s:.0f} s:\n{log.read_text()}")
+
+
+def stop_service(served: Served) -> int:
+    served.process.terminate()
+    try:
+        return served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        return served.process.wait()
+
+
+@pytest.fixture(scope="session")
+def service(trained_model, tmp_path_factory) -> Iterator[Served]:
+    """`orchard serve` of the model trained on the sample, running for the session."""
+    served = start_service(trained_model, tmp_path_factory.mktemp("serve") / "serve.log")
+    yield served
+    stop_service(served)
