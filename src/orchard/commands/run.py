@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import List
 
+from orchard.names import DEFAULT_MODEL
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig, build_config, load_config_file
 
 HELP = "featurize a folder of fruit images: load -> preprocess -> CNN features -> PCA -> Parquet"
@@ -23,6 +25,17 @@ def spark_conf_pair(text: str):
     return key.strip(), value.strip()
 
 
+def channel_values(text: str) -> List[float]:
+    """argparse type for `--mean`/`--std`: 1 or 3 comma-separated numbers."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.485,0.456,0.406, got {text!r}") from None
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 numbers (R,G,B), got {len(values)}")
+    return values
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help=HELP, description=HELP, epilog=EPILOG,
@@ -35,10 +48,23 @@ def register(subparsers) -> None:
                         help="dataset root: a folder, hdfs:///path or s3://bucket/prefix")
     parser.add_argument("--output", metavar="URI", help="output folder (local, hdfs:// or s3://)")
     parser.add_argument("--model", metavar="NAME",
-                        help=f"registered model (default {defaults.model}); see `orchard models`")
+                        help=f"registered model (default {DEFAULT_MODEL}); see `orchard models`; with "
+                             "--model-path, any other NAME names your own model")
     parser.add_argument("--model-path", metavar="FILE",
-                        help="ONNX weights to use; default: $ORCHARD_MODEL_DIR, then the user "
-                             "cache, then a checked download")
+                        help="ONNX file to use: a registered model's (checked by sha256; default: "
+                             "$ORCHARD_MODEL_DIR, then the user cache, then a checked download) or "
+                             "your own (its input name, shape, NCHW/NHWC layout and uint8/float32 "
+                             "dtype are read from the graph)")
+    parser.add_argument("--feature-output", metavar="NAME",
+                        help="the tensor to take as features (flattened per image): a graph output "
+                             "or an intermediate tensor (default: the model's feature output, or "
+                             "your own graph's first output)")
+    parser.add_argument("--mean", type=channel_values, metavar="R,G,B",
+                        help="float32 inputs: per-channel mean on the 0..1 scale; the model gets "
+                             "(pixels/255 - mean)/std (default: none, 0..255 pixels as floats)")
+    parser.add_argument("--std", type=channel_values, metavar="R,G,B",
+                        help="float32 inputs: per-channel standard deviation on the 0..1 scale "
+                             "(see --mean)")
     pca = parser.add_mutually_exclusive_group()
     pca.add_argument("--pca-variance", type=float, metavar="FRACTION",
                      help=f"keep the fewest components explaining this much variance "

@@ -10,10 +10,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from orchard.errors import OrchardError
-from orchard.names import DEFAULT_MODEL
 
 DEFAULT_MASTER = "local[*]"  # used unless spark-submit (or a profile) gives the master
 
@@ -24,8 +23,11 @@ class RunConfig:
 
     input: str = ""
     output: str = ""
-    model: str = DEFAULT_MODEL
+    model: Optional[str] = None  # None: the default model, or the registered model --model-path is, or your own
     model_path: Optional[str] = None
+    feature_output: Optional[str] = None  # a graph output or intermediate tensor of the model
+    mean: Optional[List[float]] = None  # float32 inputs: per channel (RGB), 0..1 scale
+    std: Optional[List[float]] = None
     pca_variance: float = 0.95
     pca_k: Optional[int] = None
     batch_size: int = 8  # small batches run faster on CPU here (cache); see README, Speed
@@ -50,10 +52,23 @@ class RunConfig:
             raise OrchardError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if self.partitions is not None and self.partitions < 1:
             raise OrchardError(f"--partitions must be a positive integer, got {self.partitions}")
+        check_channel_values("--mean", self.mean)
+        check_channel_values("--std", self.std)
+        if self.std is not None and any(value == 0 for value in self.std):
+            raise OrchardError(f"--std values must be nonzero, got {self.std}")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_channel_values(option: str, values: Optional[List[float]]) -> None:
+    """OrchardError unless `values` is None or 1 or 3 numbers (one for all channels, or R,G,B)."""
+    if values is None:
+        return
+    if not isinstance(values, (list, tuple)) or len(values) not in (1, 3) or not all(
+            isinstance(value, (int, float)) for value in values):
+        raise OrchardError(f"{option} takes 1 or 3 numbers (R,G,B), got {values!r}")
 
 
 def config_field_names() -> set:

@@ -6,7 +6,7 @@ shipped to the executors once per SparkContext (`SparkContext.addFile`).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
@@ -25,6 +25,7 @@ from orchard.pipeline.inference import (
     arrow_batch_rows,
     partition_featurizer,
 )
+from orchard.pipeline.graph import runnable_path
 from orchard.pipeline.models import ModelSpec, resolve_model
 from orchard.pipeline.sessions import with_settings
 from orchard.spark.session import task_cpus
@@ -85,13 +86,16 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
       inference), averaged over the image's Arrow batch; infer_ms is 0.0 on error rows.
 
     Params: `modelName` (a registered model, default "mobilenet_v2"), `modelPath` (its ONNX
-    file; default: $ORCHARD_MODEL_DIR, the user cache, then a checked download), `batchSize`
-    (images per inference call, default 8). Rows go to Python in Arrow batches of
+    file; default: $ORCHARD_MODEL_DIR, the user cache, then a checked download; or your own
+    ONNX model, its input spec read from the graph: see orchard.pipeline.models.resolve_model),
+    `featureOutput` (the tensor taken as features, flattened: a graph output or an intermediate
+    tensor), `mean`/`std` (float32 inputs: per channel, 0..1 scale, (pixels/255 - mean)/std),
+    `batchSize` (images per inference call, default 8). Rows go to Python in Arrow batches of
     max(64, batchSize) rows; that setting applies to this transform's own job only (a child
     session: the result DataFrame belongs to it, the caller's session is not changed).
 
     Raises OrchardError (at `transform`) for an unknown model, a model file that is missing or
-    not the registered one, a missing input column or one of another type, and output columns
+    not the registered one, a graph that does not fit (input rank, dtype, no such output), a missing input column or one of another type, and output columns
     that already exist.
     """
 
@@ -103,10 +107,19 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
                       typeConverter=TypeConverters.toString)
     batchSize = Param(Params._dummy(), "batchSize", "images per inference call (a positive integer)",
                       typeConverter=TypeConverters.toInt)
+    featureOutput = Param(Params._dummy(), "featureOutput",
+                          "tensor taken as features: a graph output or an intermediate tensor (optional)",
+                          typeConverter=TypeConverters.toString)
+    mean = Param(Params._dummy(), "mean", "float32 inputs: per-channel mean, 0..1 scale (optional)",
+                 typeConverter=TypeConverters.toListFloat)
+    std = Param(Params._dummy(), "std", "float32 inputs: per-channel standard deviation, 0..1 scale (optional)",
+                typeConverter=TypeConverters.toListFloat)
 
     @keyword_only
     def __init__(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
-                 modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None, batchSize: int = 8) -> None:
+                 modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None, batchSize: int = 8,
+                 featureOutput: Optional[str] = None, mean: Optional[List[float]] = None,
+                 std: Optional[List[float]] = None) -> None:
         super().__init__()
         self._setDefault(inputCol="content", outputCol="features", errorCol="error",
                          modelName=DEFAULT_MODEL, batchSize=8)
@@ -115,7 +128,8 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     @keyword_only
     def setParams(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
                   modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None,
-                  batchSize: int = 8) -> "ImageFeaturizer":
+                  batchSize: int = 8, featureOutput: Optional[str] = None, mean: Optional[List[float]] = None,
+                  std: Optional[List[float]] = None) -> "ImageFeaturizer":
         """Set any of the params; return self."""
         kwargs = {key: value for key, value in self._input_kwargs.items() if value is not None}
         return self._set(**kwargs)
@@ -143,6 +157,18 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
 
     def getModelPath(self) -> Optional[str]:
         return self.getOrDefault(self.modelPath) if self.isDefined(self.modelPath) else None
+
+    def _optional(self, param: Param):
+        return self.getOrDefault(param) if self.isDefined(param) else None
+
+    def getFeatureOutput(self) -> Optional[str]:
+        return self._optional(self.featureOutput)
+
+    def getMean(self) -> Optional[List[float]]:
+        return self._optional(self.mean)
+
+    def getStd(self) -> Optional[List[float]]:
+        return self._optional(self.std)
 
     def setBatchSize(self, value: int) -> "ImageFeaturizer":
         return self._set(batchSize=value)
@@ -190,7 +216,11 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         batch_size = self.getBatchSize()
         if batch_size < 1:
             raise OrchardError(f"ImageFeaturizer: batchSize must be a positive integer, got {batch_size}")
-        spec, path, sha256 = resolve_model(self.getModelName(), self.getModelPath())
+        # an unset modelName lets a modelPath be your own model (or whichever registered one it is)
+        name = self.getModelName() if self.isSet(self.modelName) else None
+        spec, path, sha256 = resolve_model(name, self.getModelPath(), feature_output=self.getFeatureOutput(),
+                                           mean=self.getMean(), std=self.getStd())
+        path = runnable_path(spec, path, sha256)
         spark = dataset.sparkSession
         ship_model(spark.sparkContext, path, sha256)
         featurize = partition_featurizer(path.name, spec, batch_size, task_cpus(spark), columns)

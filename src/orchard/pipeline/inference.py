@@ -43,20 +43,33 @@ class FrameColumns:
 
 
 def to_model_input(pixels: List[np.ndarray], spec: ModelSpec) -> np.ndarray:
-    """Stack HxWx3 uint8 arrays into the batch layout and dtype the model expects."""
+    """Stack HxWx3 uint8 arrays into the batch layout and dtype the model expects.
+
+    uint8: the pixels as they are. float32: 0..255 values, or with `spec.mean`/`spec.std`
+    (per channel, RGB, on the 0..1 scale) (pixels / 255 - mean) / std.
+    Returns [N, H, W, 3] (NHWC) or [N, 3, H, W] (NCHW), C-contiguous.
+    """
     batch = np.stack(pixels)
+    if spec.mean is not None or spec.std is not None:
+        mean = np.asarray(spec.mean if spec.mean is not None else (0.0,), dtype=np.float32)
+        std = np.asarray(spec.std if spec.std is not None else (1.0,), dtype=np.float32)
+        batch = (batch.astype(np.float32) / np.float32(255.0) - mean) / std
     if spec.layout == "NCHW":
         batch = batch.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(batch, dtype=np.dtype(spec.dtype))
 
 
 def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int) -> List[np.ndarray]:
-    """Feature vectors (float32, spec.feature_dim each) of `pixels`, `batch_size` images a call."""
+    """Feature vectors (float32, spec.feature_dim each: the output flattened per image) of
+    `pixels`, `batch_size` images a call (the graph's fixed batch size when it has one)."""
+    step = spec.fixed_batch or batch_size
     features: List[np.ndarray] = []
-    for start in range(0, len(pixels), batch_size):
-        batch = to_model_input(pixels[start : start + batch_size], spec)
-        outputs = session.run([spec.output_name], {spec.input_name: batch})[0]
-        features.extend(row.astype(np.float32, copy=False) for row in outputs)
+    for start in range(0, len(pixels), step):
+        chunk = pixels[start : start + step]
+        padding = [chunk[-1]] * (step - len(chunk)) if spec.fixed_batch else []  # a fixed batch is full
+        batch = to_model_input(chunk + padding, spec)
+        outputs = session.run([spec.output_name], {spec.input_name: batch})[0][: len(chunk)]
+        features.extend(row.reshape(-1).astype(np.float32, copy=False) for row in outputs)
     return features
 
 

@@ -6,9 +6,15 @@ Weights are resolved in this order:
 3. the user cache `$ORCHARD_CACHE_DIR/models` (default `~/.cache/orchard/models`);
 4. a download from the spec's official URL (or `$ORCHARD_MODEL_MIRROR/<file name>`) into the
    cache, checked against its sha256.
+
+Bring your own model: `--model-path FILE` that is no registered model's file (or `--model NAME`
+with a NAME that is not registered) reads the input spec from the graph (orchard.pipeline.graph):
+its one input's name, layout (NHWC or NCHW), dtype (uint8 or float32) and square image size;
+`--feature-output NAME` picks a graph output or an intermediate tensor (exposed in a cached copy).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -16,11 +22,12 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from orchard.errors import OrchardError
 from orchard.names import DEFAULT_MODEL
 from orchard.paths import cache_root, file_digest
+from orchard.pipeline.graph import GraphUnreadable, fit_to_graph, runnable_path
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +48,26 @@ class ModelSpec:
     output_name: str
     image_size: int
     layout: str  # "NHWC" or "NCHW"
-    dtype: str  # "uint8": raw 0..255 pixels, scaling is inside the graph
-    feature_dim: int
+    dtype: str  # "uint8": raw 0..255 pixels, scaling is inside the graph; or "float32"
+    feature_dim: int  # floats per image: the feature output flattened
     description: str
+    # float32 inputs only: per channel (RGB) on the 0..1 scale, input = (pixels / 255 - mean) / std;
+    # None: the float pixels are given as 0..255 (the graph scales inside)
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+    expose: bool = False  # output_name is an intermediate tensor: run a cached copy that outputs it
+    fixed_batch: Optional[int] = None  # the graph's batch size when fixed (e.g. 1), else None
+    source: str = ""  # where the file and its sha256 come from
+
+    def input_text(self) -> str:
+        """"NCHW float32 224, mean .. std .." : how pixels are fed, for records and errors."""
+        scaling = f", mean {list(self.mean)}, std {list(self.std)}" if self.mean or self.std else ""
+        return f"{self.layout} {self.dtype} {self.image_size}{scaling}"
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet statistics, on the 0..1 scale
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ONNX_ZOO = "https://github.com/onnx/models/raw/main/validated/vision/classification"
 
 
 REGISTRY: Dict[str, ModelSpec] = {
@@ -62,6 +86,53 @@ REGISTRY: Dict[str, ModelSpec] = {
             "MobileNetV2 1.0 224, ImageNet-1k (TF hosted models, dequantized to float32 ONNX); "
             "global-average-pooled 1280 features, as Keras MobileNetV2(include_top=False, pooling='avg')"
         ),
+    ),
+    # The ONNX Model Zoo (github.com/onnx/models, commit b1eeaa1ac722, 2025-06-27): sha256 and size
+    # from the Git LFS pointer files of the paths below. Both graphs come from MXNet Gluon (names
+    # vgg0_* / resnetv17_*) and take [N, 3, 224, 224] float32 normalized with ImageNet's mean/std
+    # (the zoo's imagenet_preprocess.py). Features: the tensor the classifier reads, flattened;
+    # checked when the model is first used (a missing name is a clear error listing the tensors).
+    "vgg16": ModelSpec(
+        name="vgg16",
+        file_name="vgg16-12.onnx",
+        sha256="722c42f53ca03a5480296bf8f9c85a151de3eed9ec982d7d2302ff6e2900c67b",
+        url=f"{ONNX_ZOO}/vgg/model/vgg16-12.onnx",
+        input_name="data",
+        output_name="vgg0_pool4_fwd",
+        image_size=224,
+        layout="NCHW",
+        dtype="float32",
+        feature_dim=25088,
+        description=(
+            "VGG16 (fp32, opset 12), ImageNet-1k, ONNX Model Zoo; features: pool5 (vgg0_pool4_fwd, "
+            "[N, 512, 7, 7]) flattened to 25088, the input of the first fully connected layer"
+        ),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        expose=True,
+        source="onnx/models validated/vision/classification/vgg/model/vgg16-12.onnx "
+               "(Git LFS pointer: oid sha256:722c42f5..., size 553437752)",
+    ),
+    "resnet50": ModelSpec(
+        name="resnet50",
+        file_name="resnet50-v1-12.onnx",
+        sha256="3f03fdef724b22947eed826f1eef1dc5c34151bb4c37d634f1db89dfa2dd1526",
+        url=f"{ONNX_ZOO}/resnet/model/resnet50-v1-12.onnx",
+        input_name="data",
+        output_name="resnetv17_pool1_fwd",
+        image_size=224,
+        layout="NCHW",
+        dtype="float32",
+        feature_dim=2048,
+        description=(
+            "ResNet50 v1 (fp32, opset 12), ImageNet-1k, ONNX Model Zoo; features: the global average "
+            "pool (resnetv17_pool1_fwd, [N, 2048, 1, 1]) flattened to 2048, the classifier's input"
+        ),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        expose=True,
+        source="onnx/models validated/vision/classification/resnet/model/resnet50-v1-12.onnx "
+               "(Git LFS pointer: oid sha256:3f03fdef..., size 102576593)",
     ),
 }
 
@@ -151,21 +222,82 @@ def download_url(spec: ModelSpec) -> str:
 
 
 def resolve_model(
-    name: str, model_path: Optional[str] = None, model_dir: Optional[str] = None
+    name: Optional[str], model_path: Optional[str] = None, model_dir: Optional[str] = None,
+    feature_output: Optional[str] = None, mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
 ) -> Tuple[ModelSpec, Path, str]:
-    """Find the weights of model `name`; return (spec, local path, sha256)."""
-    spec = get_spec(name)
+    """Find the weights of model `name`; return (spec, local path, sha256 of that file).
+
+    `name` None: the registered model whose sha256 the `model_path` file has, else (any other
+    ONNX file) your own model; without `model_path`, the default model. A `name` that is not
+    registered, with `model_path`: your own model under that name. Your own model's spec is read
+    from its graph; `feature_output`, `mean` and `std` override a registered model's.
+
+    The path returned is the file as given (its sha256 is what records name); when the spec's
+    feature output is an intermediate tensor (`spec.expose`), the file to run is
+    `runnable_path(spec, path, sha256)`. Raises OrchardError: unknown model, file missing, not
+    ONNX, checksum mismatch, a graph that does not fit (see orchard.pipeline.graph).
+    """
+    overrides = {"feature_output": feature_output, "mean": mean, "std": std}
+    if model_path and (name is None or name not in REGISTRY):
+        return _bring_your_own(name, Path(model_path).expanduser(), **overrides)
+    spec = get_spec(name or DEFAULT_MODEL)
     if model_path:
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise OrchardError(f"model file not found: {model_path} (from --model-path)")
-        return spec, path, verify_model_file(path, spec)
+    else:
+        path = _find_registered(spec, model_dir)
+    digest = verify_model_file(path, spec)
+    wanted = _overridden(spec, **overrides)
+    if spec.expose or wanted != spec:  # the registered spec as it is needs no look at the graph
+        spec = fit_to_graph(wanted, path, digest)
+    return spec, path, digest
+
+
+def _find_registered(spec: ModelSpec, model_dir: Optional[str]) -> Path:
     for folder in (model_dir, os.environ.get(MODEL_DIR_ENV), str(cache_dir())):
         if folder and (Path(folder) / spec.file_name).is_file():
-            path = Path(folder) / spec.file_name
-            return spec, path, verify_model_file(path, spec)
-    path = download(download_url(spec), cache_dir() / spec.file_name, spec.sha256)
-    return spec, path, verify_model_file(path, spec)
+            return Path(folder) / spec.file_name
+    return download(download_url(spec), cache_dir() / spec.file_name, spec.sha256)
+
+
+def _overridden(spec: ModelSpec, feature_output: Optional[str], mean: Optional[Sequence[float]],
+                std: Optional[Sequence[float]]) -> ModelSpec:
+    return dataclasses.replace(
+        spec,
+        output_name=feature_output or spec.output_name,
+        mean=tuple(mean) if mean is not None else spec.mean,
+        std=tuple(std) if std is not None else spec.std,
+    )
+
+
+def _bring_your_own(name: Optional[str], path: Path, feature_output: Optional[str],
+                    mean: Optional[Sequence[float]], std: Optional[Sequence[float]]) -> Tuple[ModelSpec, Path, str]:
+    if not path.is_file():
+        raise OrchardError(f"model file not found: {path} (from --model-path)")
+    with open(path, "rb") as handle:
+        if not handle.read(16).startswith(ONNX_MAGIC_HINT):
+            raise OrchardError(f"{path} is not an ONNX model (it does not start like one)")
+    digest = sha256_of(path)
+    if name is None:
+        for spec in REGISTRY.values():
+            if spec.sha256 == digest:  # a registered model's own file
+                return resolve_model(spec.name, str(path), None, feature_output, mean, std)
+    skeleton = ModelSpec(
+        name=name or path.stem, file_name=path.name, sha256=digest, url="", input_name="",
+        output_name=feature_output or "", image_size=0, layout="", dtype="", feature_dim=0,
+        description=f"your own ONNX model {path.name}",
+        mean=tuple(mean) if mean is not None else None, std=tuple(std) if std is not None else None,
+        source=str(path),
+    )
+    try:
+        return fit_to_graph(skeleton, path, digest), path, digest
+    except GraphUnreadable as error:
+        raise OrchardError(
+            f"{path} is no registered model's file (sha256 {digest}: checksum mismatch with every "
+            f"registered model) and cannot be read as your own ONNX model: {error}"
+        ) from None
 
 
 # One ONNX Runtime session per Python process (a Spark Python worker is reused across tasks).

@@ -116,7 +116,8 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     check_local_input(config.input)
     check_local_output(config.output, config.overwrite)
     with timer.stage(names.STAGE_MODEL):
-        spec, model_path, model_sha = resolve_model(config.model, config.model_path)
+        spec, model_path, model_sha = resolve_model(config.model, config.model_path, feature_output=config.feature_output,
+                                                    mean=config.mean, std=config.std)
     _in_background(_import_later_libraries)  # while the JVM starts, which leaves a core idle
     with timer.stage(names.STAGE_SPARK_START):
         spark = spark or start_spark(config, spark_conf)
@@ -131,7 +132,8 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         images = read_images(spark, listing, partitions)
     output = Output(spark, config.output)
     output.prepare(config.overwrite)
-    featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size)
+    featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
+                                 featureOutput=spec.output_name, mean=spec.mean, std=spec.std)
     featurized = featurizer.transform(images).persist(StorageLevel.MEMORY_AND_DISK)
     with timer.stage(names.STAGE_FEATURIZE):
         log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
@@ -184,7 +186,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         counts=counts,
         ignored_files=listing.ignored[:100],
         model={"name": spec.name, "sha256": model_sha, "file": str(model_path),
-               "feature_dim": spec.feature_dim, "input": f"{spec.layout} {spec.dtype} {spec.image_size}"},
+               "feature_dim": spec.feature_dim, "input": spec.input_text(), "output": spec.output_name},
         pca=_pca_record(pca, config),
         partitions=partitions,
         cores=cores,
