@@ -7,11 +7,11 @@ import sys
 from typing import List, Optional
 
 from orchard import __version__
-from orchard.commands import aws, evaluate, local, models, report, run, scale_test, transfer
+from orchard.commands import aws, demo, doctor, evaluate, local, models, report, run, scale_test, transfer
 from orchard.errors import OrchardError
 
 # Each module defines register(subparsers); add new capabilities here.
-COMMAND_MODULES = (run, evaluate, models, report, scale_test, aws, local, transfer)
+COMMAND_MODULES = (demo, run, evaluate, models, report, scale_test, aws, local, transfer, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig, build_config, load_config_file
+from orchard.spark import progress
 
 HELP = "featurize a folder of fruit images: load -> preprocess -> CNN features -> PCA -> Parquet"
 EPILOG = """\
@@ -37,8 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model", metavar="NAME",
                         help=f"registered model (default {defaults.model}); see `orchard models`")
     parser.add_argument("--model-path", metavar="FILE",
-                        help="ONNX weights to use; default: $ORCHARD_MODEL_DIR, then the user "
-                             "cache, then a checked download")
+                        help="ONNX weights to use; default: $ORCHARD_MODEL_DIR, then the copy "
+                             "shipped in the package, then the user cache, then a checked download")
     pca = parser.add_mutually_exclusive_group()
     pca.add_argument("--pca-variance", type=float, metavar="FRACTION",
                      help=f"keep the fewest components explaining this much variance "
@@ -59,6 +60,8 @@ def register(subparsers) -> None:
                         metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace the output if it exists")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (terminal) or progress lines (otherwise) on stderr")
     parser.set_defaults(func=run_command)
 
 
@@ -75,6 +78,7 @@ def run_command(args: argparse.Namespace) -> int:
     from orchard import api
 
     config = config_from_args(args)
+    progress.configure(quiet=args.quiet)
     record = api.run(config)
     summary = {
         "output": record.output,

@@ -20,6 +20,7 @@ import pandas as pd
 from orchard.paths import is_local_uri, local_path
 from orchard.pipeline.models import ModelSpec, onnx_session
 from orchard.pipeline.preprocess import try_preprocess
+from orchard.spark.progress import batch_reporter
 
 ARROW_BATCH_ROWS = 64  # rows per Arrow batch sent to a Python worker (bounded memory per batch)
 # Columns ImageFeaturizer adds besides its features and error columns.
@@ -128,7 +129,10 @@ def partition_featurizer(
         from pyspark import SparkFiles
 
         session = onnx_session(SparkFiles.get(model_file_name), threads)
+        report = batch_reporter()  # live progress on the driver (orchard.spark.progress)
         for frame in frames:
-            yield featurize_frame(session, spec, frame, batch_size, columns)
+            out = featurize_frame(session, spec, frame, batch_size, columns)
+            report(len(out), int(out[columns.error].notna().sum()))
+            yield out
 
     return featurize_partition

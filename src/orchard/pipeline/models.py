@@ -3,8 +3,9 @@
 Weights are resolved in this order:
 1. `--model-path FILE` (any local path);
 2. `$ORCHARD_MODEL_DIR/<file name>` (or `model_dir` passed by a caller);
-3. the user cache `$ORCHARD_CACHE_DIR/models` (default `~/.cache/orchard/models`);
-4. a download from the spec's official URL (or `$ORCHARD_MODEL_MIRROR/<file name>`) into the
+3. the copy shipped inside the package (`orchard/models/`: the default model, see its NOTICE.txt);
+4. the user cache `$ORCHARD_CACHE_DIR/models` (default `~/.cache/orchard/models`);
+5. a download from the spec's official URL (or `$ORCHARD_MODEL_MIRROR/<file name>`) into the
    cache, checked against its sha256.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 MODEL_DIR_ENV = "ORCHARD_MODEL_DIR"
 MIRROR_ENV = "ORCHARD_MODEL_MIRROR"  # a base URL serving <file name>, instead of the official URL
 ONNX_MAGIC_HINT = b"\x08"  # an ONNX ModelProto starts with field 1 (ir_version, varint)
+# model files shipped inside the package (package data; each checked by its sha256 when loaded)
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ def resolve_model(
         if not path.is_file():
             raise OrchardError(f"model file not found: {model_path} (from --model-path)")
         return spec, path, verify_model_file(path, spec)
-    for folder in (model_dir, os.environ.get(MODEL_DIR_ENV), str(cache_dir())):
+    for folder in (model_dir, os.environ.get(MODEL_DIR_ENV), str(PACKAGED_DIR), str(cache_dir())):
         if folder and (Path(folder) / spec.file_name).is_file():
             path = Path(folder) / spec.file_name
             return spec, path, verify_model_file(path, spec)
