@@ -51,13 +51,17 @@ def to_model_input(pixels: List[np.ndarray], spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.dtype(spec.dtype))
 
 
-def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int) -> List[np.ndarray]:
-    """Feature vectors (float32, spec.feature_dim each) of `pixels`, `batch_size` images a call."""
+def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int,
+          on_batch: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
+    """Feature vectors (float32, spec.feature_dim each) of `pixels`, `batch_size` images a call;
+    `on_batch(n)` is called after each call with its number of images."""
     features: List[np.ndarray] = []
     for start in range(0, len(pixels), batch_size):
         batch = to_model_input(pixels[start : start + batch_size], spec)
         outputs = session.run([spec.output_name], {spec.input_name: batch})[0]
         features.extend(row.astype(np.float32, copy=False) for row in outputs)
+        if on_batch is not None:
+            on_batch(len(batch))
     return features
 
 
@@ -92,8 +96,9 @@ def _decode(values: pd.Series, size: int, paths: bool) -> list:
 
 
 def featurize_frame(session, spec: ModelSpec, frame: pd.DataFrame, batch_size: int,
-                    columns: FrameColumns) -> pd.DataFrame:
+                    columns: FrameColumns, report: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """Features (or an error reason) for each row of `frame`; the kept columns pass through.
+    `report(images, errors)` (live progress) hears of the error rows, then of each inference call.
 
     decode_ms is the batch's decode time (reading too, for paths) divided by its rows;
     infer_ms its inference time divided by the rows featurized (0.0 on error rows).
@@ -102,8 +107,11 @@ def featurize_frame(session, spec: ModelSpec, frame: pd.DataFrame, batch_size: i
     decoded = _decode(frame[columns.input], spec.image_size, columns.paths)
     decoded_at = time.perf_counter()
     good = [i for i, (pixels, _) in enumerate(decoded) if pixels is not None]
+    if report is not None and len(good) < len(decoded):
+        report(len(decoded) - len(good), len(decoded) - len(good))
+    on_batch = (lambda n: report(n, 0)) if report is not None else None
     features: List[Optional[np.ndarray]] = [None] * len(decoded)
-    for i, vector in zip(good, infer(session, spec, [decoded[i][0].array for i in good], batch_size)):
+    for i, vector in zip(good, infer(session, spec, [decoded[i][0].array for i in good], batch_size, on_batch)):
         features[i] = vector
     finished = time.perf_counter()
     decode_ms = 1000.0 * (decoded_at - started) / max(len(decoded), 1)
@@ -131,8 +139,6 @@ def partition_featurizer(
         session = onnx_session(SparkFiles.get(model_file_name), threads)
         report = batch_reporter()  # live progress on the driver (orchard.spark.progress)
         for frame in frames:
-            out = featurize_frame(session, spec, frame, batch_size, columns)
-            report(len(out), int(out[columns.error].notna().sum()))
-            yield out
+            yield featurize_frame(session, spec, frame, batch_size, columns, report)
 
     return featurize_partition

@@ -1,7 +1,7 @@
 """Live progress of the featurize stage: images done / total, rate, ETA, errors so far.
 
 Spark tells the driver about a task only when it ends (accumulators included), so the workers
-also report each Arrow batch they finish: one small UDP datagram ("<token> <images> <errors>")
+also report each inference batch they finish: one small UDP datagram ("<token> <images> <errors>")
 to a listener on the driver, whose address travels to the tasks as a job local property
 (PROGRESS_PROPERTY). A poller thread on the driver reads those reports every second, and the
 SparkContext status tracker (tasks done / total of the running stages), and draws:
@@ -12,7 +12,9 @@ bar lag: the stage's result, not the bar, is what the run records.
 """
 from __future__ import annotations
 
+import io
 import logging
+import os
 import secrets
 import socket
 import sys
@@ -135,8 +137,10 @@ class Display:
         if self.terminal:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=what, unit=unit, file=self.stream, dynamic_ncols=True,
-                            mininterval=0.5, smoothing=0.1)
+            # a terminal that reports no size (0x0, e.g. a bare pseudo-terminal): 100x20
+            width = {"dynamic_ncols": True} if _columns(self.stream) > 0 else {"ncols": 100, "nrows": 20}
+            self.bar = tqdm(total=total, desc=what, unit=unit, file=self.stream, mininterval=0.5,
+                            smoothing=0.1, **width)
 
     def update(self, done: int, errors: int, extra: str = "", final: bool = False) -> None:
         done = min(done, self.total) if self.total else done
@@ -161,6 +165,14 @@ class Display:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal `stream` writes to; 0 when unknown."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 0
 
 
 @contextmanager
