@@ -12,8 +12,9 @@ import time
 import pytest
 
 from orchard.commands.demo import DEMO_DATA
-from orchard.spark import progress
-from orchard.spark.progress import Display, ProgressListener
+from orchard import progress
+from orchard.progress import Display
+from orchard.spark.progress import ProgressListener
 
 DEMO_IMAGES = 160
 

@@ -6,12 +6,12 @@ import json
 import time
 from pathlib import Path
 
+from orchard import progress
 from orchard.analysis.classifier import evaluate_features
 from orchard.analysis.report import load, summary_text, write_report
 from orchard.errors import OrchardError
 from orchard.names import FEATURES_DIR, RUN_RECORD
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig
-from orchard.spark import progress
 
 HELP = "run the whole chain (run, evaluate, report) on the demo images shipped with orchard"
 EPILOG = """\

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchard import progress
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig, build_config, load_config_file
-from orchard.spark import progress
 
 HELP = "featurize a folder of fruit images: load -> preprocess -> CNN features -> PCA -> Parquet"
 EPILOG = """\

@@ -4,41 +4,27 @@ Spark tells the driver about a task only when it ends (accumulators included), s
 also report each inference batch they finish: one small UDP datagram ("<token> <images> <errors>")
 to a listener on the driver, whose address travels to the tasks as a job local property
 (PROGRESS_PROPERTY). A poller thread on the driver reads those reports every second, and the
-SparkContext status tracker (tasks done / total of the running stages), and draws:
-- on a terminal (stderr is a tty): a tqdm bar, refreshed at least every second;
-- otherwise: a plain line every `LINE_INTERVAL_S` seconds while the counts move, and a last one.
-`configure(quiet=True)` (the commands' `--quiet`) turns both off. A lost datagram only makes the
-bar lag: the stage's result, not the bar, is what the run records.
+SparkContext status tracker (tasks done / total of the running stages), and draws them with
+orchard.progress.Display on stderr (a tqdm bar on a terminal, else plain periodic lines; nothing
+after `orchard.progress.configure(quiet=True)`, the commands' `--quiet`). A lost datagram only
+makes the bar lag: the stage's result, not the bar, is what the run records.
 """
 from __future__ import annotations
 
-import io
 import logging
-import os
 import secrets
 import socket
-import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, TextIO, Tuple
+from typing import Callable, Iterator, Tuple
+
+from orchard.progress import Display, is_quiet
 
 log = logging.getLogger(__name__)
 
 PROGRESS_PROPERTY = "orchard.progress"  # job local property: "<host>:<port>:<token>"
 POLL_S = 1.0  # the poller's period (the bar is redrawn at least this often)
-LINE_INTERVAL_S = 5.0  # seconds between plain progress lines (output is not a terminal)
-
-_settings = {"quiet": False}
-
-
-def configure(quiet: bool = False) -> None:
-    """Turn progress output off (`quiet`) or on, for this process."""
-    _settings["quiet"] = bool(quiet)
-
-
-def is_quiet() -> bool:
-    return _settings["quiet"]
 
 
 # ---- worker side ---------------------------------------------------------------------------
@@ -120,59 +106,6 @@ def stage_tasks(spark_context) -> Tuple[int, int]:
             done += info.numCompletedTasks
             total += info.numTasks
     return done, total
-
-
-class Display:
-    """Draws counts: a tqdm bar on a terminal, else plain periodic lines on `stream`."""
-
-    def __init__(self, total: int, what: str, stream: Optional[TextIO] = None,
-                 unit: str = "img", terminal: Optional[bool] = None) -> None:
-        self.stream = stream or sys.stderr
-        self.terminal = self.stream.isatty() if terminal is None else terminal
-        self.total, self.what, self.unit = total, what, unit
-        self.started = time.monotonic()
-        self.last_line = 0.0
-        self.last_count = -1
-        self.bar = None
-        if self.terminal:
-            from tqdm import tqdm
-
-            # a terminal that reports no size (0x0, e.g. a bare pseudo-terminal): 100x20
-            width = {"dynamic_ncols": True} if _columns(self.stream) > 0 else {"ncols": 100, "nrows": 20}
-            self.bar = tqdm(total=total, desc=what, unit=unit, file=self.stream, mininterval=0.5,
-                            smoothing=0.1, **width)
-
-    def update(self, done: int, errors: int, extra: str = "", final: bool = False) -> None:
-        done = min(done, self.total) if self.total else done
-        if self.bar is not None:
-            self.bar.n = done
-            self.bar.set_postfix_str(f"errors={errors}" + (f", {extra}" if extra else ""), refresh=False)
-            self.bar.refresh()
-            return
-        now = time.monotonic()
-        if final or (done != self.last_count and now - self.last_line >= LINE_INTERVAL_S):
-            self.last_line, self.last_count = now, done
-            print(self.line(done, errors, extra, now - self.started), file=self.stream, flush=True)
-
-    def line(self, done: int, errors: int, extra: str, elapsed: float) -> str:
-        rate = done / elapsed if elapsed > 0 else 0.0
-        share = f" ({100.0 * done / self.total:.0f}%)" if self.total else ""
-        eta = f", ETA {(self.total - done) / rate:.0f} s" if rate > 0 and self.total and done < self.total else ""
-        more = f", {extra}" if extra else ""
-        return (f"orchard: {self.what} {done}/{self.total} {self.unit}{share}, {rate:.1f} {self.unit}/s"
-                f"{eta}, {errors} errors{more}, {elapsed:.0f} s")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _columns(stream: TextIO) -> int:
-    """The width of the terminal `stream` writes to; 0 when unknown."""
-    try:
-        return os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return 0
 
 
 @contextmanager
