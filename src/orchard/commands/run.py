@@ -12,7 +12,7 @@ EPILOG = """\
 input layout: <root>/<Split>/<Class>/<image> (Fruits-360) or <root>/<Class>/<image>;
 images are .jpg/.jpeg/.png in any letter case, other files are counted as ignored.
 output: features/ and errors/ (Parquet), pca_model/ (Spark PCAModel), run.json, pca_scree.png.
-example: orchard run --input ../shared/data/fruits-360-sample --output runs/sample
+example: orchard run --input fruits-360-100x100 --output runs/full   (try `orchard demo` first)
 """
 
 
