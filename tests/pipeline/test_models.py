@@ -6,9 +6,16 @@ import threading
 import pytest
 
 from orchard.errors import OrchardError
+from orchard.pipeline import models
 from orchard.pipeline.models import (
-    MIRROR_ENV, MODEL_DIR_ENV, REGISTRY, get_spec, onnx_session, resolve_model, sha256_of,
+    MIRROR_ENV, MODEL_DIR_ENV, PACKAGED_DIR, REGISTRY, get_spec, onnx_session, resolve_model, sha256_of,
 )
+
+
+@pytest.fixture
+def no_packaged_model(tmp_path, monkeypatch):
+    """As if the package shipped no model: resolution goes on to the cache and the download."""
+    monkeypatch.setattr(models, "PACKAGED_DIR", tmp_path / "no-packaged-models")
 
 
 @pytest.fixture
@@ -67,7 +74,28 @@ def test_missing_not_onnx_and_wrong_checksum_are_clear_errors(model_file, tmp_pa
         resolve_model("mobilenet_v2", str(tampered))
 
 
-def test_download_from_http_into_the_cache_then_reuse(model_file, http_folder, tmp_path, monkeypatch):
+def test_the_default_model_ships_inside_the_package_and_is_checked(monkeypatch, tmp_path):
+    spec = REGISTRY["mobilenet_v2"]
+    monkeypatch.delenv(MODEL_DIR_ENV)
+    monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9/nothing-here")  # a download would fail
+    _, path, digest = resolve_model("mobilenet_v2")
+    assert path == PACKAGED_DIR / spec.file_name
+    assert digest == spec.sha256
+    assert "Apache" in (PACKAGED_DIR / "NOTICE.txt").read_text()
+    assert not (tmp_path / "cache" / "models").exists()
+
+
+def test_a_damaged_packaged_model_is_refused(model_file, tmp_path, monkeypatch):
+    damaged = tmp_path / "pkg" / REGISTRY["mobilenet_v2"].file_name
+    damaged.parent.mkdir()
+    damaged.write_bytes(model_file.read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setattr(models, "PACKAGED_DIR", damaged.parent)
+    monkeypatch.delenv(MODEL_DIR_ENV)
+    with pytest.raises(OrchardError, match="checksum mismatch"):
+        resolve_model("mobilenet_v2")
+
+
+def test_download_from_http_into_the_cache_then_reuse(model_file, http_folder, tmp_path, monkeypatch, no_packaged_model):
     folder, url = http_folder
     spec = REGISTRY["mobilenet_v2"]
     shutil.copyfile(model_file, folder / spec.file_name)
@@ -80,7 +108,7 @@ def test_download_from_http_into_the_cache_then_reuse(model_file, http_folder, t
     assert resolve_model("mobilenet_v2")[1] == path
 
 
-def test_download_with_wrong_checksum_keeps_nothing(http_folder, tmp_path, monkeypatch):
+def test_download_with_wrong_checksum_keeps_nothing(http_folder, tmp_path, monkeypatch, no_packaged_model):
     folder, url = http_folder
     spec = REGISTRY["mobilenet_v2"]
     (folder / spec.file_name).write_bytes(b"\x08\x07" + b"x" * 1000)
@@ -91,7 +119,7 @@ def test_download_with_wrong_checksum_keeps_nothing(http_folder, tmp_path, monke
     assert list((tmp_path / "cache" / "models").iterdir()) == []
 
 
-def test_download_failure_says_how_to_work_offline(http_folder, monkeypatch):
+def test_download_failure_says_how_to_work_offline(http_folder, monkeypatch, no_packaged_model):
     _, url = http_folder
     monkeypatch.delenv(MODEL_DIR_ENV)
     monkeypatch.setenv(MIRROR_ENV, url + "/missing")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchard import progress
 from orchard.cli import main
 from orchard.cloud.layout import Layout
 from orchard.commands.transfer import storage_for
@@ -189,6 +190,19 @@ def test_push_command_prints_a_summary(tmp_path, fake_s3, capsys):
     assert summary["target"] == "s3://fruits/sample"
     assert main(["pull", "s3://fruits/sample", str(tmp_path / "out")]) == 0
     assert "0 files copied" not in capsys.readouterr().out
+
+
+def test_push_and_pull_print_plain_progress_lines_off_a_terminal_and_none_when_quiet(
+        tmp_path, fake_s3, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.0)
+    data = _dataset(tmp_path / "data")
+    assert main(["push", str(data), "s3://fruits/sample", "--jobs", "1"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("orchard: push")]
+    assert len(lines) >= 2 and "\r" not in "".join(lines)
+    assert lines[-1].startswith("orchard: push s3://fruits/sample") and "(100%)" in lines[-1]
+    assert "12/12 files" in lines[-1]
+    assert main(["pull", "s3://fruits/sample", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "orchard: pull" not in capsys.readouterr().err
 
 
 # -- orchard push and orchard aws push: the same objects ----------------------------------------

@@ -118,7 +118,8 @@ def register(subparsers) -> None:
                       help="use this wheelhouse (requirements.txt, x86_64/, aarch64/) instead of the one "
                            "built from the nodes' lock with pip download (cached)")
     push.add_argument("--workers", type=int, default=8, metavar="N", help="parallel uploads (default 8)")
-    push.add_argument("--no-progress", action="store_true", help="no progress bar")
+    push.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true",
+                      help="no progress bar (terminal) or progress lines (otherwise) on stderr")
     push.set_defaults(func=push_command)
 
     bootstrap = commands.add_parser("bootstrap", parents=[_common(with_aws=False)],

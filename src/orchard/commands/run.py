@@ -5,6 +5,7 @@ import argparse
 import json
 from typing import List
 
+from orchard import progress
 from orchard.names import DEFAULT_MODEL
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig, build_config, load_config_file
 
@@ -13,7 +14,7 @@ EPILOG = """\
 input layout: <root>/<Split>/<Class>/<image> (Fruits-360) or <root>/<Class>/<image>;
 images are .jpg/.jpeg/.png in any letter case, other files are counted as ignored.
 output: features/ and errors/ (Parquet), pca_model/ (Spark PCAModel), run.json, pca_scree.png.
-example: orchard run --input ../shared/data/fruits-360-sample --output runs/sample
+example: orchard run --input fruits-360-100x100 --output runs/full   (try `orchard demo` first)
 """
 
 
@@ -52,7 +53,8 @@ def register(subparsers) -> None:
                              "--model-path, any other NAME names your own model")
     parser.add_argument("--model-path", metavar="FILE",
                         help="ONNX file to use: a registered model's (checked by sha256; default: "
-                             "$ORCHARD_MODEL_DIR, then the user cache, then a checked download) or "
+                             "$ORCHARD_MODEL_DIR, then the copy shipped in the package, then the user "
+                             "cache, then a checked download) or "
                              "your own (its input name, shape, NCHW/NHWC layout and uint8/float32 "
                              "dtype are read from the graph)")
     parser.add_argument("--feature-output", metavar="NAME",
@@ -85,6 +87,8 @@ def register(subparsers) -> None:
                         metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace the output if it exists")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (terminal) or progress lines (otherwise) on stderr")
     parser.set_defaults(func=run_command)
 
 
@@ -101,6 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
     from orchard import api
 
     config = config_from_args(args)
+    progress.configure(quiet=args.quiet)
     record = api.run(config)
     summary = {
         "output": record.output,

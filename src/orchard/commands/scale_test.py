@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+from orchard import progress
 from orchard.analysis.scaling.records import Config
 from orchard.analysis.scaling.render import MEASUREMENTS_CSV, REPORT_MD, read_context, read_measurements
 from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_counts
@@ -52,6 +53,8 @@ def register(subparsers) -> None:
                         help="extra argument for every `orchard run` (repeatable), e.g. --run-arg=--partitions=8")
     parser.add_argument("--timeout", type=float, default=3600, metavar="S", help="limit per run (default 3600 s)")
     parser.add_argument("--keep-outputs", action="store_true", help="keep each run's output folder")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (terminal) or progress lines (otherwise) over the runs")
     parser.add_argument("--nodes", default="3,10,50", metavar="N,N", help="EMR core nodes to project (default 3,10,50)")
     parser.add_argument("--images", default="90000,10000000", metavar="N,N",
                         help="image counts to project (default 90000,10000000)")
@@ -74,6 +77,7 @@ def scale_test_command(args: argparse.Namespace) -> int:
                              parse_counts(args.cores_per_worker, "--cores-per-worker"), args.grid)
     if args.repeat < 1 or args.warmup < 0:
         raise OrchardError("--repeat must be at least 1 and --warmup at least 0")
+    progress.configure(quiet=args.quiet)
     common = dict(nodes=parse_counts(args.nodes, "--nodes"), images=parse_counts(args.images, "--images"),
                   instance_type=args.instance_type, vcpus_per_node=args.vcpus_per_node,
                   vcpu_speed=args.vcpu_speed, spot=args.spot,

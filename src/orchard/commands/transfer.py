@@ -32,6 +32,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N",
                         help=f"files copied at the same time (default {DEFAULT_JOBS})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (terminal) or progress lines (otherwise) on stderr")
 
 
 def register(subparsers) -> None:
@@ -89,12 +91,12 @@ def _check_jobs(jobs: int) -> None:
 def push_command(args: argparse.Namespace) -> int:
     _check_jobs(args.jobs)
     target = StorageTarget(storage_for(args.uri, args.profile), args.uri)
-    _report(push(args.local_dir, target, args.jobs), args.json)
+    _report(push(args.local_dir, target, args.jobs, progress=not args.quiet), args.json)
     return 0
 
 
 def pull_command(args: argparse.Namespace) -> int:
     _check_jobs(args.jobs)
     target = StorageTarget(storage_for(args.uri, args.profile), args.uri)
-    _report(pull(target, args.local_dir, args.jobs), args.json)
+    _report(pull(target, args.local_dir, args.jobs, progress=not args.quiet), args.json)
     return 0

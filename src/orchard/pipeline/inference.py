@@ -20,6 +20,7 @@ import pandas as pd
 from orchard.paths import is_local_uri, local_path
 from orchard.pipeline.models import ModelSpec, onnx_session
 from orchard.pipeline.preprocess import try_preprocess
+from orchard.spark.progress import batch_reporter
 
 ARROW_BATCH_ROWS = 64  # rows per Arrow batch sent to a Python worker (bounded memory per batch)
 # Columns ImageFeaturizer adds besides its features and error columns.
@@ -59,9 +60,11 @@ def to_model_input(pixels: List[np.ndarray], spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.dtype(spec.dtype))
 
 
-def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int) -> List[np.ndarray]:
+def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int,
+          on_batch: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
     """Feature vectors (float32, spec.feature_dim each: the output flattened per image) of
-    `pixels`, `batch_size` images a call (the graph's fixed batch size when it has one)."""
+    `pixels`, `batch_size` images a call (the graph's fixed batch size when it has one);
+    `on_batch(n)` is called after each call with its number of images."""
     step = spec.fixed_batch or batch_size
     features: List[np.ndarray] = []
     for start in range(0, len(pixels), step):
@@ -70,6 +73,8 @@ def infer(session, spec: ModelSpec, pixels: List[np.ndarray], batch_size: int) -
         batch = to_model_input(chunk + padding, spec)
         outputs = session.run([spec.output_name], {spec.input_name: batch})[0][: len(chunk)]
         features.extend(row.reshape(-1).astype(np.float32, copy=False) for row in outputs)
+        if on_batch is not None:
+            on_batch(len(chunk))
     return features
 
 
@@ -104,8 +109,9 @@ def _decode(values: pd.Series, size: int, paths: bool) -> list:
 
 
 def featurize_frame(session, spec: ModelSpec, frame: pd.DataFrame, batch_size: int,
-                    columns: FrameColumns) -> pd.DataFrame:
+                    columns: FrameColumns, report: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """Features (or an error reason) for each row of `frame`; the kept columns pass through.
+    `report(images, errors)` (live progress) hears of the error rows, then of each inference call.
 
     decode_ms is the batch's decode time (reading too, for paths) divided by its rows;
     infer_ms its inference time divided by the rows featurized (0.0 on error rows).
@@ -114,8 +120,11 @@ def featurize_frame(session, spec: ModelSpec, frame: pd.DataFrame, batch_size: i
     decoded = _decode(frame[columns.input], spec.image_size, columns.paths)
     decoded_at = time.perf_counter()
     good = [i for i, (pixels, _) in enumerate(decoded) if pixels is not None]
+    if report is not None and len(good) < len(decoded):
+        report(len(decoded) - len(good), len(decoded) - len(good))
+    on_batch = (lambda n: report(n, 0)) if report is not None else None
     features: List[Optional[np.ndarray]] = [None] * len(decoded)
-    for i, vector in zip(good, infer(session, spec, [decoded[i][0].array for i in good], batch_size)):
+    for i, vector in zip(good, infer(session, spec, [decoded[i][0].array for i in good], batch_size, on_batch)):
         features[i] = vector
     finished = time.perf_counter()
     decode_ms = 1000.0 * (decoded_at - started) / max(len(decoded), 1)
@@ -141,7 +150,8 @@ def partition_featurizer(
         from pyspark import SparkFiles
 
         session = onnx_session(SparkFiles.get(model_file_name), threads)
+        report = batch_reporter()  # live progress on the driver (orchard.spark.progress)
         for frame in frames:
-            yield featurize_frame(session, spec, frame, batch_size, columns)
+            yield featurize_frame(session, spec, frame, batch_size, columns, report)
 
     return featurize_partition

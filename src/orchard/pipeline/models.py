@@ -3,8 +3,9 @@
 Weights are resolved in this order:
 1. `--model-path FILE` (any local path);
 2. `$ORCHARD_MODEL_DIR/<file name>` (or `model_dir` passed by a caller);
-3. the user cache `$ORCHARD_CACHE_DIR/models` (default `~/.cache/orchard/models`);
-4. a download from the spec's official URL (or `$ORCHARD_MODEL_MIRROR/<file name>`) into the
+3. the copy shipped inside the package (`orchard/models/`: the default model, see its NOTICE.txt);
+4. the user cache `$ORCHARD_CACHE_DIR/models` (default `~/.cache/orchard/models`);
+5. a download from the spec's official URL (or `$ORCHARD_MODEL_MIRROR/<file name>`) into the
    cache, checked against its sha256.
 
 Bring your own model: `--model-path FILE` that is no registered model's file (or `--model NAME`
@@ -27,13 +28,15 @@ from typing import Dict, Optional, Sequence, Tuple
 from orchard.errors import OrchardError
 from orchard.names import DEFAULT_MODEL
 from orchard.paths import cache_root, file_digest
-from orchard.pipeline.graph import GraphUnreadable, fit_to_graph, runnable_path
+from orchard.pipeline.graph import GraphUnreadable, fit_to_graph
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "ORCHARD_MODEL_DIR"
 MIRROR_ENV = "ORCHARD_MODEL_MIRROR"  # a base URL serving <file name>, instead of the official URL
 ONNX_MAGIC_HINT = b"\x08"  # an ONNX ModelProto starts with field 1 (ir_version, varint)
+# model files shipped inside the package (package data; each checked by its sha256 when loaded)
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,7 @@ def resolve_model(
 
 
 def _find_registered(spec: ModelSpec, model_dir: Optional[str]) -> Path:
-    for folder in (model_dir, os.environ.get(MODEL_DIR_ENV), str(cache_dir())):
+    for folder in (model_dir, os.environ.get(MODEL_DIR_ENV), str(PACKAGED_DIR), str(cache_dir())):
         if folder and (Path(folder) / spec.file_name).is_file():
             return Path(folder) / spec.file_name
     return download(download_url(spec), cache_dir() / spec.file_name, spec.sha256)

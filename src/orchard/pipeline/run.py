@@ -36,6 +36,7 @@ from orchard.pipeline.write import (
     scree_plot_png,
 )
 from orchard.spark.eventlog import event_log_conf, event_log_of
+from orchard.spark.progress import featurize_progress
 from orchard.spark.session import create_session, executor_task_counts, stop_session
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
                                  featureOutput=spec.output_name, mean=spec.mean, std=spec.std)
     featurized = featurizer.transform(images).persist(StorageLevel.MEMORY_AND_DISK)
-    with timer.stage(names.STAGE_FEATURIZE):
+    with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, len(listing.images)):
         log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
         stats = featurized.agg(
             F.count("*").alias("rows"),

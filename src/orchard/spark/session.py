@@ -84,7 +84,7 @@ def base_conf(arrow_batch_rows: int, on_this_machine: bool) -> Dict[str, str]:
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(arrow_batch_rows),
         "spark.python.worker.reuse": "true",
         "spark.sql.adaptive.enabled": "false",  # keep the partition count orchard chose
-        "spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false",
+        "spark.ui.showConsoleProgress": "false",  # orchard draws its own (orchard.spark.progress)
     }
     if on_this_machine:
         java_options = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"

@@ -14,7 +14,6 @@ push` both use it.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from orchard.errors import OrchardError
+from orchard.progress import Display, is_quiet
 from orchard.storage.fs import (
     S3_SCHEMES,
     FileInfo,
@@ -215,26 +215,31 @@ Task = Tuple[str, int, Callable[[Callable[[int], None]], None]]  # (name, bytes,
 
 
 def _run(tasks: List[Task], jobs: int, label: str, progress: bool) -> None:
-    """Run the copies in `jobs` threads (in order in this thread when jobs == 1), with a tqdm
-    progress bar on stderr (bytes, and files done). The first failure cancels the rest and is
-    raised as an OrchardError naming the file."""
+    """Run the copies in `jobs` threads (in order in this thread when jobs == 1), showing bytes
+    and files done on stderr (orchard.progress: a tqdm bar on a terminal, else plain periodic
+    lines; none when `progress` is false or progress is quiet). The first failure cancels the
+    rest and is raised as an OrchardError naming the file."""
     if jobs < 1:
         raise OrchardError(f"the number of parallel copies must be at least 1, got {jobs}")
     if not tasks:
         return
-    from tqdm import tqdm
-
     lock = threading.Lock()
-    with tqdm(total=sum(size for _, size, _ in tasks), unit="B", unit_scale=True, desc=label,
-              file=sys.stderr, mininterval=0.5, disable=not progress) as bar:
-        def advance(n: int) -> None:
-            with lock:
-                bar.update(n)
+    display = Display(sum(size for _, size, _ in tasks), label, unit="B") if progress and not is_quiet() else None
+    state = {"bytes": 0, "files": 0}
 
-        def done(count: int) -> None:
-            with lock:
-                bar.set_postfix_str(f"{count}/{len(tasks)} files", refresh=False)
+    def advance(n: int) -> None:
+        with lock:
+            state["bytes"] += n
+            if display is not None:
+                display.update(state["bytes"], extra=f"{state['files']}/{len(tasks)} files")
 
+    def done(count: int) -> None:
+        with lock:
+            state["files"] = count
+            if display is not None:
+                display.update(state["bytes"], extra=f"{count}/{len(tasks)} files", final=count == len(tasks))
+
+    try:
         if jobs == 1:
             for count, (name, _, copy) in enumerate(tasks, 1):
                 _copy(name, copy, advance)
@@ -250,6 +255,9 @@ def _run(tasks: List[Task], jobs: int, label: str, progress: bool) -> None:
                 for future in futures:
                     future.cancel()
                 raise
+    finally:
+        if display is not None:
+            display.close()
 
 
 def _copy(name: str, copy: Callable[[Callable[[int], None]], None], advance: Callable[[int], None]) -> None:

@@ -28,6 +28,7 @@ from orchard.analysis.scaling.render import (
 from orchard.errors import OrchardError
 from orchard.local.cluster import LocalCluster
 from orchard.names import RUN_RECORD
+from orchard.progress import Display, is_quiet
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +219,12 @@ class ScaleTest:
         """The warm-up runs, then every configuration and input `repeat` times, appended to `rows`
         (and measurements.csv rewritten after each run)."""
         order = list(self.configs)
+        runs = self.warmup + self.repeat * len(order) * len(self.inputs)
+        display = None if is_quiet() else Display(runs, "scale-test", unit="run")
         for i in range(self.warmup):
             rows.append(measure(order[-1], self.inputs[0], master, self.out, i, True, self.extra_args,
                                 self.timeout_s, self.keep_outputs, self.executor_memory))
+            _show_runs(display, rows, runs)
         for repetition in range(self.repeat):
             # alternate the order, so a drift in the machine's load does not favour one side
             for config in (order if repetition % 2 == 0 else order[::-1]):
@@ -229,6 +233,9 @@ class ScaleTest:
                                         self.extra_args, self.timeout_s, self.keep_outputs,
                                         self.executor_memory))
                     write_csv(self.out / MEASUREMENTS_CSV, rows)
+                    _show_runs(display, rows, runs)
+        if display is not None:
+            display.close()
 
     def _start_cluster(self) -> Tuple[LocalCluster, str]:
         workers = max(c.executors for c in self.configs)
@@ -288,3 +295,9 @@ class ScaleTest:
                          "executor start and the cluster's own start are not in it)")
             write_csv(self.out / PROJECTION_CSV, projections)
         return projections
+
+
+def _show_runs(display: Optional[Display], rows: List[Measurement], runs: int) -> None:
+    """Runs done / `runs`, failed runs as errors (nothing when `display` is None)."""
+    if display is not None:
+        display.update(len(rows), sum(1 for row in rows if not row.ok), final=len(rows) == runs)
