@@ -81,5 +81,5 @@ def demo_command(args: argparse.Namespace) -> int:
     print(f"evaluation: {output / EVALUATION}")
     print(f"report:     {report.document}")
     print("next: the full dataset (README, 'Run on the full dataset'): "
-          f"orchard run --input DATA --output runs/full")
+          "orchard run --input DATA --output runs/full")
     return 0
