@@ -30,6 +30,9 @@ OPEN_COST_KEY = "spark.sql.files.openCostInBytes"
 DISCOVERY_THRESHOLD_KEY = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 
 GLOB_PATHS_OPTION = "__globPaths__"  # Spark's option: "false" takes the paths literally
+# Local files read without Hadoop's checksum layer: it builds a `.name.crc` path from each
+# name, and a colon in the name then parses as a URI scheme (URISyntaxException).
+RAW_LOCAL_FILES = {"fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem", "fs.file.impl.disable.cache": "true"}
 MAX_LENGTH_KEY = "spark.sql.sources.binaryFile.maxLength"
 MAX_BINARY_FILE_BYTES = 2**31 - 1  # a Java byte array: the most the binaryFile reader returns
 EMPTY_FILE_REASON = "empty file (0 bytes)"
@@ -238,10 +241,14 @@ def _binary_files(spark, uris: List[str], conf: Optional[Dict[str, str]] = None)
     read by a child session with `conf` set (the caller's session is left as it was; the
     scan keeps the child's settings: see pipeline.sessions)."""
     settings = dict(conf or {})
+    # recursiveFileLookup: Spark then takes its file index as is; without it, a root path with
+    # glob characters ('[', '{', '*') is matched again against the index, and read twice
+    reader_options = {GLOB_PATHS_OPTION: "false", "recursiveFileLookup": "true"}
     if uris and is_local_uri(uris[0]):  # a local disk lists faster on the driver than in a Spark job
         settings[DISCOVERY_THRESHOLD_KEY] = "1000000"
+        reader_options.update(RAW_LOCAL_FILES)
     session = child_session(spark, settings) if settings else spark
-    return session.read.format("binaryFile").option(GLOB_PATHS_OPTION, "false").load(uris)
+    return session.read.format("binaryFile").options(**reader_options).load(uris)
 
 
 def read_images(spark, listing: Listing, partitions: int):

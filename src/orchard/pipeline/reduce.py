@@ -7,6 +7,7 @@ the JVM and returns a VariancePCAModel (a pyspark.ml Model) wrapping that Spark 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -72,7 +73,12 @@ def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -
     full = PCA(k=dimension, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
     ratios = [float(x) for x in full.explainedVariance.toArray()]
     full_done = time.perf_counter()
-    chosen = min(k, dimension) if k else choose_k(ratios, variance)
+    if not all(math.isfinite(x) for x in ratios):  # zero total variance: Spark divides 0 by 0
+        log.warning("PCA: the features have zero total variance (all the same): k=1, ratios 0")
+        ratios = [0.0] * len(ratios)
+        chosen = 1
+    else:
+        chosen = min(k, dimension) if k else choose_k(ratios, variance)
     model = full if chosen == dimension else first_components(full, chosen)
     if model is None:
         log.info("PCA: refitting with k=%d (could not cut the full model)", chosen)

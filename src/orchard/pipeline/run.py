@@ -268,6 +268,10 @@ def _unread_reason(spark, listing, path: str) -> str:
 def _pca_record(pca: Optional[VariancePCAModel], config: RunConfig) -> Dict[str, Any]:
     if not pca:
         return {"k": 0, "skipped": "fewer than 2 featurized images"}
+    if not any(pca.explainedVariance):
+        return {"k": pca.k, "chosen_by": "zero total variance", "explained_variance": 0.0,
+                "warning": "the features have zero total variance (identical images?): "
+                           "PCA explains nothing; k = 1", "scree_plot": SCREE_PLOT}
     return {
         "k": pca.k,
         "chosen_by": "pca_k" if config.pca_k else f"explained variance >= {config.pca_variance}",
