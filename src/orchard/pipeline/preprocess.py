@@ -136,6 +136,7 @@ def _open(data: bytes) -> Image.Image:
     if not data:
         raise ImageError("empty file (0 bytes)")
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": the image is shown as stored
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
