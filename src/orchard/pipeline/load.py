@@ -2,10 +2,13 @@
 
 Layouts: `<root>/<Split>/<Class>/<image>` (Fruits-360) or `<root>/<Class>/<image>`.
 Any Hadoop filesystem works (local, hdfs://, s3a://, EMRFS s3://). Every listed file is
-accounted for: Spark's `binaryFile` scan silently skips zero-byte files, so orchard lists the
-files itself (Spark's file index) and reports those the scan did not return. Names starting
-with `_` or `.` are hidden to Spark and Hadoop (e.g. `_SUCCESS`, `.DS_Store`): not part of the
-dataset, not counted.
+accounted for: orchard lists the files itself (the local disk through Python, following
+symbolic links once; other filesystems through orchard.storage), the root taken literally (no
+glob), and gives Spark's `binaryFile` scan the exact files to read. What cannot be read (empty
+files, which the scan skips silently, files over its size limit, dangling links, link loops,
+images outside class folders) becomes error rows with a reason. One hidden rule: a file is
+hidden when any part of its path below the root starts with `_` or `.` (e.g. `_SUCCESS`,
+`.DS_Store`, `_metadata`): not part of the dataset, not counted.
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
-from urllib.parse import unquote, urlparse
 
 from orchard.errors import OrchardError
 from orchard.paths import is_local_uri, local_path
@@ -72,15 +74,6 @@ class Entry:
     relative: str  # '/' separators, real characters
     size: int  # bytes; -1 for an entry that cannot be read (see problem)
     problem: Optional[str] = None  # why it is an error row without being read
-
-
-def relative_to(root_uri: str, file_uri: str) -> str:
-    """Path of `file_uri` (an escaped URI) below `root_uri`, unescaped, with '/' separators."""
-    root = unquote(urlparse(root_uri).path).rstrip("/")
-    full = unquote(urlparse(file_uri).path)
-    if not full.startswith(root + "/"):
-        raise OrchardError(f"internal: {full} is not below the input root {root}")
-    return full[len(root) + 1 :]
 
 
 def file_uri(root_uri: str, relative: str) -> str:
@@ -325,8 +318,9 @@ def load_images(spark, uri: str, partitions: Optional[int] = None):
     `<root>/<Split>/<Class>/<image>` (Fruits-360) or `<root>/<Class>/<image>`. `path` is
     relative to the root with `/` separators and real characters (not URL-escaped); `label`
     the class folder; `split` the folder above it (null in the 2-level layout); `content` the
-    file's bytes. Images are .jpg/.jpeg/.png in any letter case (other files are left out);
-    zero-byte files are not in it (Spark's scan skips them; `orchard.run` reports them as errors).
+    file's bytes. Images have an extension in IMAGE_EXTENSIONS, any letter case (other files are
+    left out); the listing's problems (empty or too large files, dangling links, link loops,
+    images outside class folders) are not in it (`orchard.run` reports them as errors).
 
     Lazy: the files are read when an action runs, in `partitions` partitions (default: from
     the image and core counts, see choose_partitions). The scan's own Spark settings apply to
