@@ -65,3 +65,52 @@ def test_the_scan_counts_a_small_open_cost_without_setting_it_on_the_caller(spar
     # 1,920 small files: 4 MB counted per file packs ~32 files a scan task; 64 KB, all in a few
     assert scan_partitions <= 4 < default_scan.rdd.getNumPartitions()
     assert spark.conf.get(OPEN_COST_KEY) == before
+
+
+# --------------------------------------------------------------------------- inputs from the field (issue 11)
+
+
+def test_walk_local_follows_links_once_and_reports_dangling_links_and_loops(tmp_path):
+    from orchard.pipeline.load import walk_local
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "Plum").mkdir(parents=True)
+    outside.mkdir()
+    (root / "Plum" / "a.jpg").write_bytes(b"x")
+    (outside / "b.jpg").write_bytes(b"yy")
+    (root / "Linked").symlink_to(outside, target_is_directory=True)
+    (root / "Plum" / "gone.jpg").symlink_to("missing.jpg")
+    (root / "Plum" / "loop").symlink_to("..", target_is_directory=True)
+    (root / "Plum" / "_hidden.jpg").write_bytes(b"x")
+    (root / ".git").mkdir()
+    (root / ".git" / "c.jpg").write_bytes(b"x")
+    entries = {entry.relative: entry for entry in walk_local(root)}
+    assert set(entries) == {"Plum/a.jpg", "Linked/b.jpg", "Plum/gone.jpg", "Plum/loop"}
+    assert entries["Linked/b.jpg"].size == 2 and entries["Plum/a.jpg"].problem is None
+    assert entries["Plum/gone.jpg"].problem == "dangling symbolic link (-> missing.jpg)"
+    assert "loop" in entries["Plum/loop"].problem
+
+
+def test_the_layout_is_decided_once_and_strays_are_reported():
+    from orchard.pipeline.load import decide_layout, stray_reason
+
+    split = decide_layout(["Training/Apple/a.jpg", "Training/b.jpg", "c.jpg"])
+    assert split is True
+    assert stray_reason("Training/Apple/batch2/a3.jpg", split) is None
+    assert "outside a class folder" in stray_reason("Training/b.jpg", split)
+    assert "outside a class folder" in stray_reason("c.jpg", split)
+    assert decide_layout(["Apple/a.jpg", "Kiwi/b.jpg"]) is False
+    assert stray_reason("Apple/a.jpg", False) is None
+
+
+def test_a_glob_root_with_colons_lists_only_its_own_files(spark, sample_dir, tmp_path):
+    image = next((sample_dir / "Training").rglob("*.jpg"))
+    root, sibling = tmp_path / "fruits [v2]", tmp_path / "fruits v"
+    for folder in (root / "Grade:A", sibling / "Kiwi"):
+        folder.mkdir(parents=True)
+        shutil.copyfile(image, folder / "12:30:45.jpg")
+        (folder / "empty.jpg").write_bytes(b"")
+    listing = list_input(spark, str(root))
+    assert listing.images == ["Grade:A/12:30:45.jpg", "Grade:A/empty.jpg"]
+    assert listing.problems == {"Grade:A/empty.jpg": "empty file (0 bytes)"}
+    assert listing.uris["Grade:A/12:30:45.jpg"].startswith("file:/")

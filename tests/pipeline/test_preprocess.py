@@ -84,7 +84,70 @@ def test_try_preprocess_never_raises():
 
 @pytest.mark.parametrize("name,expected", [
     ("a.jpg", True), ("B.JPG", True), ("c.JpEg", True), ("d.png", True), ("e.PNG", True),
-    ("f.gif", False), ("g.txt", False), ("jpg", False), ("h.jpg.bak", False),
+    ("f.gif", True), ("g.txt", False), ("jpg", False), ("h.jpg.bak", False),
 ])
 def test_image_names(name, expected):
     assert is_image_name(name) is expected
+
+
+# --------------------------------------------------------------------------- inputs from the field (issue 11)
+
+
+def test_image_extensions_come_from_what_pillow_opens():
+    from orchard.pipeline.preprocess import IMAGE_EXTENSIONS
+
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"} <= set(IMAGE_EXTENSIONS)
+    assert is_image_name("IMG_0001.HEIC") and is_image_name("a.WebP") and not is_image_name("notes.txt")
+
+
+@pytest.mark.parametrize("data,name", [
+    (b"\x00\x00\x00\x1cftypheic" + b"\x00" * 40, "HEIC"),
+    (b"\x00\x00\x00\x1cftypavif" + b"\x00" * 40, "AVIF"),
+    (b"RIFF\x00\x10\x00\x00WEBPVP8 " + b"\x02" * 40, "WebP"),
+    (b"%PDF-1.4\n" + b"x" * 40, "PDF"),
+    (b"  <!DOCTYPE html><html></html>", "HTML"),
+])
+def test_an_undecodable_file_names_the_format_in_its_bytes(data, name):
+    pixels, reason = try_preprocess(data)
+    assert pixels is None and name in reason
+    assert data[:8].hex() not in reason  # never a hex dump
+
+
+def test_unknown_bytes_say_unknown_format_without_a_hex_dump():
+    _, reason = try_preprocess(bytes(range(7, 200)))
+    assert reason == "not a decodable image: unknown format (193 bytes)"
+
+
+@pytest.mark.parametrize("orientation,stored", [(3, Image.ROTATE_180), (6, Image.ROTATE_90), (8, Image.ROTATE_270)])
+def test_exif_orientation_is_applied_and_sizes_are_as_displayed(orientation, stored):
+    upright = gradient(size=(120, 80))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(upright.transpose(stored), "PNG", exif=exif)
+    pixels = preprocess(data, size=32)
+    reference = preprocess(encode(upright, "PNG"), size=32)
+    assert (pixels.width, pixels.height) == (120, 80)
+    assert np.abs(pixels.array.astype(int) - reference.array.astype(int)).max() <= 2
+
+
+def test_a_corrupt_exif_block_leaves_the_image_as_stored():
+    data = encode(gradient(size=(120, 80)), "JPEG", exif=b"Exif\x00\x00MM\x00*garbage")
+    pixels = preprocess(data, size=32)
+    assert (pixels.width, pixels.height) == (120, 80)
+
+
+def test_heic_is_decoded():
+    pytest.importorskip("pillow_heif")
+    data = encode(gradient(size=(64, 48)), "HEIF", quality=90)
+    pixels = preprocess(data, size=32)
+    assert (pixels.width, pixels.height) == (64, 48)
+
+
+@pytest.mark.parametrize("mode,key", [("RGB", (0, 0, 0)), ("L", 0), ("P", 0)])
+def test_colour_key_transparency_is_composited_on_white(mode, key):
+    black = Image.new(mode, (40, 40), 0 if mode != "RGB" else (0, 0, 0))
+    if mode == "P":
+        black.putpalette([0, 0, 0] + [255, 0, 0] * 255)
+    data = encode(black, "PNG", transparency=key)
+    pixels = preprocess(data, size=16)
+    assert pixels.array.min() == 255  # every pixel is transparent: white

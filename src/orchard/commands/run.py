@@ -114,5 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
         "explained_variance": record.pca.get("explained_variance"),
         "seconds": record.total_seconds,
     }
+    if record.pca.get("warning"):
+        summary["warning"] = record.pca["warning"]
     print(json.dumps(summary, indent=2))
     return 0

@@ -2,24 +2,28 @@
 
 Layouts: `<root>/<Split>/<Class>/<image>` (Fruits-360) or `<root>/<Class>/<image>`.
 Any Hadoop filesystem works (local, hdfs://, s3a://, EMRFS s3://). Every listed file is
-accounted for: Spark's `binaryFile` scan silently skips zero-byte files, so orchard lists the
-files itself (Spark's file index) and reports those the scan did not return. Names starting
-with `_` or `.` are hidden to Spark and Hadoop (e.g. `_SUCCESS`, `.DS_Store`): not part of the
-dataset, not counted.
+accounted for: orchard lists the files itself (the local disk through Python, following
+symbolic links once; other filesystems through orchard.storage), the root taken literally (no
+glob), and gives Spark's `binaryFile` scan the exact files to read. What cannot be read (empty
+files, which the scan skips silently, files over its size limit, dangling links, link loops,
+images outside class folders) becomes error rows with a reason. One hidden rule: a file is
+hidden when any part of its path below the root starts with `_` or `.` (e.g. `_SUCCESS`,
+`.DS_Store`, `_metadata`): not part of the dataset, not counted.
 """
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
-from urllib.parse import unquote, urlparse
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from orchard.errors import OrchardError
-from orchard.paths import is_local_uri
+from orchard.paths import is_local_uri, local_path
 from orchard.pipeline.preprocess import IMAGE_EXTENSIONS, is_image_name
 from orchard.pipeline.sessions import bind, child_session
 from orchard.spark.session import task_cpus, total_cores
-from orchard.storage.fs import Storage
+from orchard.storage.fs import HIDDEN_PREFIXES, LocalFiles, Storage, is_hidden
 
 log = logging.getLogger(__name__)
 
@@ -27,73 +31,165 @@ SCAN_OPEN_COST_BYTES = 64 * 1024
 OPEN_COST_KEY = "spark.sql.files.openCostInBytes"
 DISCOVERY_THRESHOLD_KEY = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 
-# Hadoop glob matching image names in any letter case: *.{[jJ][pP][gG],...}
-IMAGE_GLOB = "*.{" + ",".join(
-    "".join(f"[{c.lower()}{c.upper()}]" for c in ext.lstrip(".")) for ext in IMAGE_EXTENSIONS
-) + "}"
+GLOB_PATHS_OPTION = "__globPaths__"  # Spark's option: "false" takes the paths literally
+# Local files read without Hadoop's checksum layer: it builds a `.name.crc` path from each
+# name, and a colon in the name then parses as a URI scheme (URISyntaxException).
+RAW_LOCAL_FILES = {"fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem", "fs.file.impl.disable.cache": "true"}
+MAX_LENGTH_KEY = "spark.sql.sources.binaryFile.maxLength"
+MAX_BINARY_FILE_BYTES = 2**31 - 1  # a Java byte array: the most the binaryFile reader returns
+EMPTY_FILE_REASON = "empty file (0 bytes)"
 
 
 @dataclass
 class Listing:
-    """Every file found under the input root (paths relative to it), images and ignored files."""
+    """Every file found under the input root (paths relative to it), images and ignored files.
+
+    `images` holds every image entry: those to read and those already known to be error rows
+    (`problems`: relative path -> reason, e.g. a dangling link, a stray image, a file too
+    large); `uris` the URI Spark reads each readable image from; `split_layout` the
+    layout decided once for the whole input (see decide_layout).
+    """
 
     root_uri: str  # the qualified root as Spark's `path` column spells it (unescaped)
     images: List[str] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
+    problems: Dict[str, str] = field(default_factory=dict)
+    uris: Dict[str, str] = field(default_factory=dict)
+    split_layout: bool = False
 
     @property
     def found(self) -> int:
         return len(self.images) + len(self.ignored)
 
-
-def relative_to(root_uri: str, file_uri: str) -> str:
-    """Path of `file_uri` (an escaped URI) below `root_uri`, unescaped, with '/' separators."""
-    root = unquote(urlparse(root_uri).path).rstrip("/")
-    full = unquote(urlparse(file_uri).path)
-    if not full.startswith(root + "/"):
-        raise OrchardError(f"internal: {full} is not below the input root {root}")
-    return full[len(root) + 1 :]
+    @property
+    def readable(self) -> List[str]:
+        """The images Spark reads (not already error rows), sorted."""
+        return [path for path in self.images if path not in self.problems]
 
 
-def _binary_files(spark, uri: str, glob: str = "*", conf: Optional[Dict[str, str]] = None):
-    """Spark's binaryFile scan of `uri`, read by a child session with `conf` set (the caller's
-    session is left as it was; the scan keeps the child's settings: see pipeline.sessions)."""
-    settings = dict(conf or {})
-    if is_local_uri(uri):  # a local disk lists faster on the driver than in a Spark job
-        settings[DISCOVERY_THRESHOLD_KEY] = "1000000"
-    session = child_session(spark, settings) if settings else spark
-    reader = session.read.format("binaryFile").option("recursiveFileLookup", "true")
-    return reader.option("pathGlobFilter", glob).load(uri)
+@dataclass(frozen=True)
+class Entry:
+    """One file (or link standing where a file or folder should be) found below the root."""
+
+    relative: str  # '/' separators, real characters
+    size: int  # bytes; -1 for an entry that cannot be read (see problem)
+    problem: Optional[str] = None  # why it is an error row without being read
 
 
-def _input_files(spark, frame) -> List[str]:
-    """`frame.inputFiles()`, fetched as one string: py4j would fetch a Java array item by
-    item (0.7 s for 6,480 names, minutes for millions)."""
-    names = frame._jdf.inputFiles()
-    joined = spark.sparkContext._jvm.scala.collection.mutable.WrappedArray.make(names).mkString("\n")
-    files = joined.split("\n") if joined else []
-    return files if len(files) == len(names) else list(names)  # a name with a newline in it
+def file_uri(root_uri: str, relative: str) -> str:
+    """The URI of `relative` below `root_uri` (qualified, unescaped), spelled so that Hadoop's
+    Path(String) takes it literally: its scheme first, so that a colon in a name is not read
+    as a scheme; with Spark's glob off, '[', '*', '{' and '%' are plain characters."""
+    return f"{root_uri.rstrip('/')}/{relative}"
+
+
+def walk_local(root: Path) -> Iterator[Entry]:
+    """Every non-hidden entry below the local folder `root`, following symbolic links.
+
+    A link to a file is read as the file. A dangling link is an entry with a problem. A link
+    to a folder is followed once: a link back to a folder above it (a loop) or to a folder
+    already listed is an entry with a problem, never followed, so each file is listed once.
+    """
+    visited = {os.path.realpath(root)}
+    pending = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            children = sorted(os.scandir(folder), key=lambda child: child.name)
+        except OSError as error:
+            yield Entry(prefix.rstrip("/"), -1, f"folder not readable: {error.strerror}")
+            continue
+        for child in children:
+            if child.name.startswith(HIDDEN_PREFIXES):
+                continue
+            relative = prefix + child.name
+            link = child.is_symlink()
+            target = os.readlink(child.path) if link else ""
+            if link and not os.path.exists(child.path):
+                yield Entry(relative, -1, f"dangling symbolic link (-> {target})")
+            elif child.is_dir():
+                real = os.path.realpath(child.path)
+                if real in visited:
+                    yield Entry(relative, -1, f"symbolic link loop (-> {target}): a folder already "
+                                              "listed, not followed" if link else "folder listed twice")
+                    continue
+                visited.add(real)
+                pending.append((Path(child.path), relative + "/"))
+            elif child.is_file():
+                yield Entry(relative, child.stat().st_size)
+
+
+def _list_entries(spark, uri: str) -> Tuple[str, List[Entry]]:
+    """(qualified root as Spark spells it, its entries): the local disk through Python (links
+    handled, see walk_local), other filesystems through orchard.storage (no glob: the root is
+    literal). Raises OrchardError when the root is missing or a file."""
+    storage = Storage(spark=spark)
+    if isinstance(storage.backend(uri), LocalFiles):
+        root = local_path(uri).absolute()
+        if not root.exists():
+            raise OrchardError(f"input not found: {uri}")
+        if not root.is_dir():
+            raise OrchardError(f"input must be a folder of class folders, got a file: {uri}")
+        return f"file:{os.path.normpath(str(root))}", list(walk_local(root))
+    if not storage.exists(uri):
+        raise OrchardError(f"input not found: {uri}")
+    if not storage.is_dir(uri):
+        raise OrchardError(f"input must be a folder of class folders, got a file: {uri}")
+    root_uri = storage.qualify(uri).rstrip("/")
+    return root_uri, [Entry(info.name, info.size) for info in storage.list(uri) if not is_hidden(info.name)]
+
+
+def size_limit(spark) -> int:
+    """Largest file Spark's binaryFile reader returns: spark.sql.sources.binaryFile.maxLength
+    when set, and never above 2 GB - 1 (a Java array), in bytes."""
+    try:
+        setting = int(spark.conf.get(MAX_LENGTH_KEY, str(MAX_BINARY_FILE_BYTES)))
+    except ValueError:
+        setting = MAX_BINARY_FILE_BYTES
+    return min(setting, MAX_BINARY_FILE_BYTES)
+
+
+def decide_layout(images: List[str]) -> bool:
+    """The layout of the whole input, decided once: True (split folders,
+    `<Split>/<Class>/.../<image>`) when any image lies 3 or more levels down, else False
+    (`<Class>/<image>`)."""
+    return any(path.count("/") >= 2 for path in images)
+
+
+def stray_reason(relative: str, split_layout: bool) -> Optional[str]:
+    """Why an image does not fit the layout (None when it does)."""
+    depth = relative.count("/") + 1
+    if depth == 1:
+        where = "<root>/<Split>/<Class>/" if split_layout else "<root>/<Class>/"
+        return f"image outside a class folder: images must be in {where}"
+    if split_layout and depth == 2:
+        return "image outside a class folder: this input has split folders, images must be in <root>/<Split>/<Class>/"
+    return None
 
 
 def list_input(spark, uri: str) -> Listing:
-    """List every file below `uri`, recursively, with Spark's own file index.
+    """List every file below `uri`, recursively; the root is a literal path (no glob).
 
-    Spark (and Hadoop) treat names starting with `_` or `.` as hidden: they are not part of
-    the dataset and not counted. Zero-byte files are listed (Spark's scan would skip them).
+    Hidden names (any part of the relative path starting with `_` or `.`) are not part of
+    the dataset and not counted. Images are files with an extension in IMAGE_EXTENSIONS; the
+    others are ignored (counted). Images that cannot be read (dangling links, link loops,
+    images outside class folders, empty files, files over the size limit) are listed with
+    their reason in `problems` and become error rows.
     """
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(path):
-        raise OrchardError(f"input not found: {uri}")
-    if not fs.getFileStatus(path).isDirectory():
-        raise OrchardError(f"input must be a folder of class folders, got a file: {uri}")
-    qualified = fs.makeQualified(path)
-    listing = Listing(root_uri=str(qualified.toString()))
-    root_as_uri = str(qualified.toUri().toString())
-    for file_uri in _input_files(spark, _binary_files(spark, uri)):
-        relative = relative_to(root_as_uri, file_uri)
-        (listing.images if is_image_name(relative) else listing.ignored).append(relative)
+    root_uri, entries = _list_entries(spark, uri)
+    listing = Listing(root_uri=root_uri)
+    limit = size_limit(spark)
+    for entry in entries:
+        if entry.problem is None and not is_image_name(entry.relative):
+            listing.ignored.append(entry.relative)
+            continue
+        listing.images.append(entry.relative)
+        if entry.problem is not None:
+            listing.problems[entry.relative] = entry.problem
+        elif entry.size == 0:
+            listing.problems[entry.relative] = EMPTY_FILE_REASON
+        elif entry.size > limit:
+            listing.problems[entry.relative] = f"file too large ({entry.size} bytes, limit {limit})"
     if not listing.images:
         raise OrchardError(
             f"no images under {uri} ({listing.found} files found, none ending in "
@@ -101,8 +197,14 @@ def list_input(spark, uri: str) -> Listing:
         )
     listing.images.sort()
     listing.ignored.sort()
-    log.info("found %d files under %s: %d images, %d ignored",
-             listing.found, listing.root_uri, len(listing.images), len(listing.ignored))
+    listing.split_layout = decide_layout([p for p in listing.images if p not in listing.problems])
+    for path in listing.readable:
+        reason = stray_reason(path, listing.split_layout)
+        if reason:
+            listing.problems[path] = reason
+    listing.uris = {path: file_uri(root_uri, path) for path in listing.readable}
+    log.info("found %d files under %s: %d images (%d error rows already), %d ignored",
+             listing.found, listing.root_uri, len(listing.images), len(listing.problems), len(listing.ignored))
     return listing
 
 
@@ -114,21 +216,38 @@ def file_size(spark, uri: str) -> int:
         return -1
 
 
-def with_label_and_split(frame):
-    """Add `label` and `split` from the relative `path`: Split/Class/img, or Class/img (no split)."""
+def with_label_and_split(frame, split_layout: Optional[bool] = None):
+    """Add `label` and `split` from the relative `path`: Split/Class/.../img (split layout),
+    or Class/img. `split_layout` None: decided per row from its depth (3+ levels: split)."""
     from pyspark.sql import functions as F
 
     parts = F.split("path", "/")
     depth = F.size(parts)
+    split = depth >= 3 if split_layout is None else F.lit(split_layout)
     return frame.withColumn(
-        "label", F.when(depth >= 3, parts[1]).when(depth == 2, parts[0])
-    ).withColumn("split", F.when(depth >= 3, parts[0]))
+        "label", F.when(split & (depth >= 3), parts[1]).when(~split & (depth >= 2), parts[0])
+    ).withColumn("split", F.when(split & (depth >= 2), parts[0]))
+
+
+def _binary_files(spark, uris: List[str], conf: Optional[Dict[str, str]] = None):
+    """Spark's binaryFile scan of the files `uris` (see file_uri; taken literally: no glob),
+    read by a child session with `conf` set (the caller's session is left as it was; the
+    scan keeps the child's settings: see pipeline.sessions)."""
+    settings = dict(conf or {})
+    # recursiveFileLookup: Spark then takes its file index as is; without it, a root path with
+    # glob characters ('[', '{', '*') is matched again against the index, and read twice
+    reader_options = {GLOB_PATHS_OPTION: "false", "recursiveFileLookup": "true"}
+    if uris and is_local_uri(uris[0]):  # a local disk lists faster on the driver than in a Spark job
+        settings[DISCOVERY_THRESHOLD_KEY] = "1000000"
+        reader_options.update(RAW_LOCAL_FILES)
+    session = child_session(spark, settings) if settings else spark
+    return session.read.format("binaryFile").options(**reader_options).load(uris)
 
 
 def read_images(spark, listing: Listing, partitions: int):
-    """DataFrame(path, label, split, content) of the images, in `partitions` parts.
+    """DataFrame(path, label, split, content) of the readable images, in `partitions` parts.
 
-    Zero-byte images are not in it: Spark's scan skips them (the pipeline reports them).
+    The listing's problems are not in it (the pipeline makes them error rows).
     """
     from pyspark.sql import functions as F
 
@@ -137,11 +256,13 @@ def read_images(spark, listing: Listing, partitions: int):
     # scan's own session: the file relation keeps it); the repartition below spreads the
     # images over the cores anyway.
     prefix_length = len(listing.root_uri.rstrip("/")) + 1
-    raw = bind(_binary_files(spark, listing.root_uri, IMAGE_GLOB, {OPEN_COST_KEY: str(SCAN_OPEN_COST_BYTES)}), spark)
+    uris = [listing.uris[path] for path in listing.readable]
+    raw = bind(_binary_files(spark, uris, {OPEN_COST_KEY: str(SCAN_OPEN_COST_BYTES)}), spark)
     relative = raw.select(
         F.expr(f"substring(path, {prefix_length + 1})").alias("path"), "content"
     )
-    return with_label_and_split(relative).select("path", "label", "split", "content").repartition(partitions)
+    labelled = with_label_and_split(relative, listing.split_layout)
+    return labelled.select("path", "label", "split", "content").repartition(partitions)
 
 
 def planned_cores(spark) -> int:
@@ -197,8 +318,9 @@ def load_images(spark, uri: str, partitions: Optional[int] = None):
     `<root>/<Split>/<Class>/<image>` (Fruits-360) or `<root>/<Class>/<image>`. `path` is
     relative to the root with `/` separators and real characters (not URL-escaped); `label`
     the class folder; `split` the folder above it (null in the 2-level layout); `content` the
-    file's bytes. Images are .jpg/.jpeg/.png in any letter case (other files are left out);
-    zero-byte files are not in it (Spark's scan skips them; `orchard.run` reports them as errors).
+    file's bytes. Images have an extension in IMAGE_EXTENSIONS, any letter case (other files are
+    left out); the listing's problems (empty or too large files, dangling links, link loops,
+    images outside class folders) are not in it (`orchard.run` reports them as errors).
 
     Lazy: the files are read when an action runs, in `partitions` partitions (default: from
     the image and core counts, see choose_partitions). The scan's own Spark settings apply to

@@ -7,6 +7,7 @@ the JVM and returns a VariancePCAModel (a pyspark.ml Model) wrapping that Spark 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -57,6 +58,22 @@ def choose_k(explained_ratios: List[float], target: float) -> int:
     return int(reached[0] + 1) if len(reached) else len(explained_ratios)
 
 
+ZERO_VARIANCE_RATIO = 1e-9  # total variance below this fraction of the mean's squared norm: zero
+
+
+def has_zero_variance(vectors) -> bool:
+    """True when the vectors (a frame with VECTOR_COLUMN) are all the same, up to float noise:
+    their total variance is below ZERO_VARIANCE_RATIO of their mean's squared norm (Spark's PCA
+    then gives NaN ratios, or ratios of noise). One pass over the vectors."""
+    from pyspark.ml.stat import Summarizer
+    from pyspark.sql import functions as F
+
+    summary = vectors.select(Summarizer.metrics("mean", "variance").summary(F.col(VECTOR_COLUMN)).alias("s")).first().s
+    total = float(np.sum(summary.variance.toArray()))
+    scale = float(np.sum(np.square(summary.mean.toArray())))
+    return not math.isfinite(total) or total <= ZERO_VARIANCE_RATIO * max(scale, 1e-30)
+
+
 def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -> PcaResult:
     """Fit PCA on `vectors` (a frame with VECTOR_COLUMN), once.
 
@@ -72,7 +89,12 @@ def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -
     full = PCA(k=dimension, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
     ratios = [float(x) for x in full.explainedVariance.toArray()]
     full_done = time.perf_counter()
-    chosen = min(k, dimension) if k else choose_k(ratios, variance)
+    if not all(math.isfinite(x) for x in ratios) or has_zero_variance(vectors):
+        log.warning("PCA: the features have zero total variance (all the same): k=1, ratios 0")
+        ratios = [0.0] * len(ratios)
+        chosen = 1
+    else:
+        chosen = min(k, dimension) if k else choose_k(ratios, variance)
     model = full if chosen == dimension else first_components(full, chosen)
     if model is None:
         log.info("PCA: refitting with k=%d (could not cut the full model)", chosen)

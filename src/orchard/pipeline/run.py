@@ -18,6 +18,7 @@ from orchard.names import ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, S
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig
 from orchard.pipeline.featurize import ImageFeaturizer, arrow_batch_rows
 from orchard.pipeline.load import (
+    EMPTY_FILE_REASON,
     choose_partitions,
     file_size,
     list_input,
@@ -41,7 +42,6 @@ from orchard.spark.session import create_session, executor_task_counts, stop_ses
 
 log = logging.getLogger(__name__)
 
-EMPTY_FILE_REASON = "empty file (0 bytes)"
 UNREAD_FILE_REASON = "listed but not read by Spark (removed or unreadable during the run)"
 
 
@@ -241,7 +241,8 @@ def _in_background(work: Callable[..., Any], *args: Any) -> Future:
 
 
 def _error_rows(featurized, listing, rows_read: int):
-    """Error rows: decode failures, plus every listed image the scan did not return (zero-byte).
+    """Error rows: decode failures, the listing's problems (links, strays, empty or too large
+    files), plus every listed image the scan did not return.
 
     Each file is read at most once, so when the scan returned as many rows as there are
     listed images, none is missing and the (anti-join) search for the missing is skipped.
@@ -250,14 +251,16 @@ def _error_rows(featurized, listing, rows_read: int):
 
     spark = featurized.sparkSession
     unread: List[str] = []
-    if rows_read != len(listing.images):
-        listed = spark.createDataFrame([(path,) for path in listing.images], "path string")
+    readable = listing.readable
+    if rows_read != len(readable):
+        listed = spark.createDataFrame([(path,) for path in readable], "path string")
         unread = [row.path for row in listed.join(featurized.select("path"), "path", "left_anti").collect()]
-    reasons = [(path, _unread_reason(spark, listing, path)) for path in unread]
+    reasons = [(path, _unread_reason(spark, listing, path)) for path in unread] + sorted(listing.problems.items())
     errors = featurized.where(F.col("error").isNotNull()).select("path", "error")
     if reasons:
         errors = errors.unionByName(spark.createDataFrame(reasons, "path string, error string"))
-    return with_label_and_split(errors).select("path", "label", "split", "error").coalesce(1)
+    labelled = with_label_and_split(errors, listing.split_layout)
+    return labelled.select("path", "label", "split", "error").coalesce(1)
 
 
 def _unread_reason(spark, listing, path: str) -> str:
@@ -268,6 +271,10 @@ def _unread_reason(spark, listing, path: str) -> str:
 def _pca_record(pca: Optional[VariancePCAModel], config: RunConfig) -> Dict[str, Any]:
     if not pca:
         return {"k": 0, "skipped": "fewer than 2 featurized images"}
+    if not any(pca.explainedVariance):
+        return {"k": pca.k, "chosen_by": "zero total variance", "explained_variance": 0.0,
+                "warning": "the features have zero total variance (identical images?): "
+                           "PCA explains nothing; k = 1", "scree_plot": SCREE_PLOT}
     return {
         "k": pca.k,
         "chosen_by": "pca_k" if config.pca_k else f"explained variance >= {config.pca_variance}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from typing import Any, Dict, List
 
 from orchard.errors import OrchardError
@@ -58,8 +59,19 @@ class Output:
         return self.child(name)
 
     def write_json(self, name: str, record: Dict[str, Any]) -> str:
-        text = json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
+        text = json.dumps(strict_json(record), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
         return self.write_bytes(name, text.encode("utf-8"))
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None: strict JSON (RFC 8259)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
 
 
 def parquet_options(frame) -> Dict[str, str]:

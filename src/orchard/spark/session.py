@@ -65,9 +65,27 @@ def is_local_master(master: str) -> bool:
     return master.startswith("local")
 
 
+UTF8_LOCALE = "C.UTF-8"
+# File names are UTF-8 whatever the locale: under LC_ALL=C the JVM would turn non-ASCII names into '?'
+ENCODING_JAVA_OPTIONS = "-Dsun.jnu.encoding=UTF-8 -Dfile.encoding=UTF-8"
+
+
+def locale_is_utf8() -> bool:
+    """True when this process's locale encodes text (and file names) as UTF-8."""
+    effective = os.environ.get("LC_ALL") or os.environ.get("LC_CTYPE") or os.environ.get("LANG") or ""
+    return effective.replace("-", "").lower().endswith(".utf8")
+
+
+def utf8_environment() -> Dict[str, str]:
+    """LC_ALL/LANG for the JVM and the Python workers: C.UTF-8 when this process's locale is
+    not UTF-8 (LC_ALL=C in containers, cron jobs, EMR steps), else nothing."""
+    return {} if locale_is_utf8() else {"LC_ALL": UTF8_LOCALE, "LANG": UTF8_LOCALE}
+
+
 def prepare_environment(on_this_machine: bool) -> None:
     """Environment Spark needs on a laptop: loopback address, this interpreter for workers,
-    single-threaded native BLAS."""
+    single-threaded native BLAS; and a UTF-8 locale for the JVM and its Python workers."""
+    os.environ.update(utf8_environment())
     if on_this_machine:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -86,8 +104,10 @@ def base_conf(arrow_batch_rows: int, on_this_machine: bool) -> Dict[str, str]:
         "spark.sql.adaptive.enabled": "false",  # keep the partition count orchard chose
         "spark.ui.showConsoleProgress": "false",  # orchard draws its own (orchard.spark.progress)
     }
+    conf["spark.driver.extraJavaOptions"] = ENCODING_JAVA_OPTIONS
+    conf["spark.executor.extraJavaOptions"] = ENCODING_JAVA_OPTIONS
     if on_this_machine:
-        java_options = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+        java_options = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} {ENCODING_JAVA_OPTIONS}"
         conf["spark.driver.extraJavaOptions"] = f"{java_options} {QUICK_JIT}"
         conf["spark.executor.extraJavaOptions"] = java_options
         conf["spark.driver.host"] = "127.0.0.1"
@@ -112,8 +132,10 @@ def create_session(
     java_major = check_java()
     if on_this_machine is None:
         on_this_machine = bool(master) and is_local_master(master)
+    forced_locale = utf8_environment()
     prepare_environment(on_this_machine)
     conf = base_conf(arrow_batch_rows, on_this_machine)
+    conf.update({f"spark.executorEnv.{name}": value for name, value in forced_locale.items()})
     conf.update(extra_conf or {})
     archive = _class_archive_for_new_jvm(class_archive_name, java_major, conf) if class_archive_name else None
     try:

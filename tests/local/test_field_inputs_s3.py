@@ -1,0 +1,95 @@
+"""Inputs from the field (issue 11) through S3 on the local cluster's store: keys with glob
+characters, spaces, `+`, `%`, colons and non-ASCII; hidden names; the run under LC_ALL=C.
+
+The objects are written with boto3 (exact keys, hidden ones included: `orchard push` leaves
+hidden files out), read by `orchard run --profile local`, and the output pulled back. The
+downloads `up` needs are cached in $ORCHARD_TEST_CACHE_DIR (default ~/.cache/orchard).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from orchard.local.cluster import LocalCluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "orchard-field"
+ROOT = "fruits [v2] {2024} crop*"  # a glob that also matches the sibling prefix
+SIBLING = "fruits v 2024 crop"
+NAMES = [  # below the root: kinds 2 (colons) and 3 (non-ASCII), with spaces, '+' and '%'
+    "Training/Apple/2023-05-01 12:30:45.jpg", "Training/Apple/snapshot::2.jpg", "Training/Apple/ok0.jpg",
+    "Training/Grade:A/a+b 100% c.jpg", "Training/Grade:A/%41.jpg", "Training/Pêche/ok0.jpg",
+    "Training/Ягода/ok0.jpg", "Training/Fraise 🍓/ok0.jpg", "Training/Mandarine 橘子/ok0.jpg",
+]
+HIDDEN = ["Training/Apple/_metadata.jpg", "Training/Apple/_a=b.jpg", "Training/Apple/.x.jpg",
+          "Training/_tmp/t.jpg"]
+
+
+def _test_cache() -> Path:
+    return Path(os.environ.get("ORCHARD_TEST_CACHE_DIR") or Path.home() / ".cache" / "orchard")
+
+
+def orchard(env: Dict[str, str], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "orchard", *args], env=env, cwd=str(REPO),
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"orchard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, model_file):
+    state_dir = tmp_path_factory.mktemp("box")
+    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(_test_cache()),
+           "ORCHARD_MODEL_DIR": str(model_file.parent)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])
+        patch.setenv("ORCHARD_STATE_DIR", str(state_dir))
+        cluster = LocalCluster(state_dir, default_ports=False)
+        try:
+            status = cluster.up(workers=1, cores=2, memory="1g", hdfs=False, s3=True)
+            yield {"status": status, "env": env}
+        finally:
+            cluster.down()
+
+
+@pytest.fixture(scope="module")
+def field_run(box, sample_dir, tmp_path_factory):
+    import boto3
+
+    status = box["status"]
+    s3 = boto3.client("s3", endpoint_url=status["s3_endpoint"], aws_access_key_id=status["access_key"],
+                      aws_secret_access_key=status["secret_key"], region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    images = sorted((sample_dir / "Training" / "Banana").iterdir())
+    for index, name in enumerate(NAMES + HIDDEN):
+        s3.put_object(Bucket=BUCKET, Key=f"{ROOT}/{name}", Body=images[index].read_bytes())
+    for index in range(2):
+        s3.put_object(Bucket=BUCKET, Key=f"{SIBLING}/Training/Kiwi/k{index}.jpg", Body=images[index].read_bytes())
+    env = {key: value for key, value in box["env"].items() if not key.startswith("LC_") and key != "LANG"}
+    env["LC_ALL"] = "C"  # kind 3: the locale of a container or a cron job
+    output = f"s3://{BUCKET}/out"
+    orchard(env, "run", "--input", f"s3://{BUCKET}/{ROOT}", "--output", output, "--profile", "local",
+            "--pca-k", "2")
+    pulled = tmp_path_factory.mktemp("pulled") / "out"
+    orchard(box["env"], "pull", output, str(pulled), "--profile", "local")
+    return pulled
+
+
+def test_s3_keys_from_the_field_are_featurized_exactly_once_with_their_names(field_run):
+    import pyarrow.parquet as pq
+
+    record = json.loads((field_run / "run.json").read_text(encoding="utf-8"))
+    counts = record["counts"]
+    assert counts == {**counts, "found": len(NAMES), "featurized": len(NAMES), "errors": 0, "ignored": 0}
+    features = pq.read_table(field_run / "features").to_pandas().set_index("path")
+    assert sorted(features.index) == sorted(NAMES)  # kind 1: not the sibling; kind 11: no hidden name
+    assert features.loc["Training/Grade:A/a+b 100% c.jpg", "label"] == "Grade:A"  # kind 2
+    assert features.loc["Training/Ягода/ok0.jpg", "label"] == "Ягода"  # kind 3
