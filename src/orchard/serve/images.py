@@ -2,23 +2,17 @@
 each way an upload can be bad.
 
 The pixels come from orchard.pipeline.preprocess (decode, any colour mode to RGB, bilinear
-resize to 224x224, decompression-bomb limit), so that training and serving agree. Phone photos
-carry their rotation in EXIF; the pipeline does not apply it (the training images have none),
-so the service turns the photo upright first (`upright`), and only when the EXIF says so.
+resize to 224x224, decompression-bomb limit, EXIF orientation applied), so that training and
+serving agree.
 """
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from orchard.pipeline.preprocess import MAX_PIXELS, ImageError, preprocess
-
-ORIENTATION_TAG = 0x0112  # EXIF Orientation: 1 upright, 2-8 mirrored and/or rotated
-PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16")
+from orchard.pipeline.preprocess import ImageError, preprocess
 
 
 class BadInput(Exception):
@@ -35,6 +29,7 @@ REASON_STATUS: List[Tuple[str, int]] = [
     ("empty file", 400),
     ("not an image", 415),
     ("not a decodable image", 415),
+    ("HEIC/HEIF image, but no HEIC decoder", 415),
     ("refused as a decompression bomb", 413),
 ]
 
@@ -47,37 +42,12 @@ def status_of(reason: str) -> int:
     return 422  # corrupt or truncated image, unexpected shape
 
 
-def upright(data: bytes, size: int = 224) -> bytes:
-    """`data` with its EXIF orientation applied (re-encoded losslessly as PNG), or `data`
-    itself when it has no orientation to apply, or when its EXIF (or the image) cannot be read:
-    preprocess then gives the reason, if any."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                return data
-            orientation = image.getexif().get(ORIENTATION_TAG, 1)
-            if orientation not in range(2, 9):
-                return data
-            if image.format == "JPEG":
-                image.draft("RGB", (2 * size, 2 * size))  # as preprocess decodes a large JPEG
-            turned = ImageOps.exif_transpose(image)
-            if turned.mode not in PNG_MODES:
-                turned = turned.convert("RGB")
-            buffer = io.BytesIO()
-            turned.save(buffer, format="PNG", compress_level=1)
-            return buffer.getvalue()
-    except Exception:  # corrupt EXIF, truncated data, bombs: left to preprocess
-        return data
-
-
 def pixels_of(data: bytes, size: int = 224) -> np.ndarray:
     """uint8 [size, size, 3] RGB pixels of an uploaded image, upright. Raises BadInput."""
     if not data:
         raise BadInput(400, "empty upload: the request carried no image bytes")
     try:
-        return preprocess(upright(data, size), size).array
+        return preprocess(data, size).array
     except ImageError as error:
         raise BadInput(status_of(str(error)), str(error)) from None
     except Exception as error:  # any other decoder failure is the upload's fault, never a 500
