@@ -155,6 +155,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     base = base_commit(previous, growing)
     check_same_model(base, model_sha, spec.name)
     staged = list(previous.staged) if growing and previous is not None else []
+    resumed = len(staged)
     with timer.stage(names.STAGE_LIST):
         listing = list_input(spark, config.input)
         listed = listed_files(spark, listing.root_uri).persist()
@@ -242,7 +243,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     history.append({
         "run_id": run_id, "started_at": started_at.isoformat(timespec="seconds"),
         "mode": "update" if base else ("overwrite" if previous is not None and config.overwrite else "full"),
-        **changes.to_dict(), "featurized_now": int(stats["rows"]),
+        **changes.to_dict(), "featurized_now": n_todo, "resumed_chunks": resumed,
         "model_sha256": model_sha, "pca_model": pca_name, "pca_refit": bool(refit),
     })
     record = RunRecord(
@@ -276,6 +277,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
                     history=history, extra_files=extra)
     if scree is not None:
         output.write_bytes(SCREE_PLOT, scree.result())  # run.json and the plot: read after the commit
+    kill_point("commit")
     commits.write(commit, previous)
     output.write_json(RUN_RECORD, record.to_dict())
     commits.remove_strays(commit)  # the replaced run's files, once the new one is committed
