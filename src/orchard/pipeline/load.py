@@ -70,9 +70,21 @@ def _input_files(spark, frame) -> List[str]:
     """`frame.inputFiles()`, fetched as one string: py4j would fetch a Java array item by
     item (0.7 s for 6,480 names, minutes for millions)."""
     names = frame._jdf.inputFiles()
-    joined = spark.sparkContext._jvm.scala.collection.mutable.WrappedArray.make(names).mkString("\n")
+    joined = _wrap_array(spark.sparkContext._jvm, names).mkString("\n")
     files = joined.split("\n") if joined else []
     return files if len(files) == len(names) else list(names)  # a name with a newline in it
+
+
+def _wrap_array(jvm, array):
+    """A Java array as a Scala sequence (no copy): WrappedArray in Scala 2.12 (Spark 3.5),
+    mutable.ArraySeq in Scala 2.13 (Spark 4), where WrappedArray is only a type alias. Both
+    `make` methods take an Object, which py4j can pass a String[] to (not to an Object[])."""
+    from py4j.java_gateway import JavaClass
+
+    wrapped = jvm.scala.collection.mutable.WrappedArray
+    if isinstance(wrapped, JavaClass):
+        return wrapped.make(array)
+    return jvm.scala.collection.mutable.ArraySeq.make(array)
 
 
 def list_input(spark, uri: str) -> Listing:
