@@ -15,8 +15,12 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "spark4: creating $venv ($spec)"
   python3 -m venv --clear "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  # orchard's dependencies (non-editable, the tree's pyproject) with pyspark 4 in place of 3.5.
-  "$venv/bin/python" -m pip install -q ".[test]" "$spec"
+  # orchard's dependencies (non-editable, the tree's pyproject) with pyspark 4 in place of 3.5,
+  # built from a copy so that no build/ or egg-info is left in the tree.
+  copy="$(mktemp -d)"
+  cp -r pyproject.toml README.md src "$copy/"
+  "$venv/bin/python" -m pip install -q "$copy[test]" "$spec"
+  rm -rf "$copy"
   echo "$want" > "$stamp"
 fi
 
