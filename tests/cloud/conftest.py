@@ -39,6 +39,7 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # AmazonEMRServicePolicy_v2 exists
     _conditions_moto_cannot_evaluate(monkeypatch)
+    _managed_scaling_moto_lacks(monkeypatch)
     with moto.mock_aws():
         yield
 
@@ -60,6 +61,39 @@ def _conditions_moto_cannot_evaluate(monkeypatch) -> None:
         return IAMPolicy(json.dumps(document)).is_action_permitted(action, resource)
 
     monkeypatch.setattr(FakeBucket, "get_permission", get_permission)
+
+
+def _managed_scaling_moto_lacks(monkeypatch) -> None:
+    """moto (5.2.x) has no EMR managed-scaling calls: store the policy on moto's cluster, so
+    boto3's own PutManagedScalingPolicy / GetManagedScalingPolicy (request validation and answer
+    parsing) are exercised and a test can read back what EMR would hold. An unknown cluster is
+    refused as EMR does. Where moto has them, its own are used."""
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.emr.responses import ElasticMapReduceResponse
+
+    if hasattr(ElasticMapReduceResponse, "put_managed_scaling_policy"):
+        return
+
+    def plain(value):  # moto's parsed request (XFormedDict) as plain dicts
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        return [plain(v) for v in value] if isinstance(value, list) else value
+
+    def put_managed_scaling_policy(self):
+        params = self._get_params()
+        cluster = self.backend.describe_cluster(params["ClusterId"])  # InvalidCluster when unknown
+        cluster.orchard_managed_scaling = plain(params["ManagedScalingPolicy"])
+        return EmptyResult()
+
+    def get_managed_scaling_policy(self):
+        cluster = self.backend.describe_cluster(self._get_param("ClusterId"))
+        policy = getattr(cluster, "orchard_managed_scaling", None)
+        return ActionResult({"ManagedScalingPolicy": policy} if policy else {})
+
+    monkeypatch.setattr(ElasticMapReduceResponse, "put_managed_scaling_policy", put_managed_scaling_policy,
+                        raising=False)
+    monkeypatch.setattr(ElasticMapReduceResponse, "get_managed_scaling_policy", get_managed_scaling_policy,
+                        raising=False)
 
 
 Call = Tuple[str, str, str, Dict[str, Any]]

@@ -155,3 +155,14 @@ def test_bootstrap_command_writes_the_script(tmp_path, capsys):
     capsys.readouterr()
     assert main(["aws", "bootstrap"]) == 0
     assert capsys.readouterr().out == target.read_text()
+
+
+def test_the_nodes_python_must_be_the_wheelhouses(node):
+    """emr-spark-8 clusters pass PYTHON_VERSION 3.11 (5th argument): a node whose Python is
+    another version stops before any install, as does a version orchard has no wheelhouse for."""
+    result = run(node, *ARGS, "", "3.11")
+    assert result.returncode != 0
+    assert "the wheelhouse is for Python 3.11" in result.stderr and "Python 3.9" in result.stderr
+    assert not (node["root"] / NODE_VENV.lstrip("/")).exists()
+    unknown = run(node, *ARGS, "", "2.7")
+    assert unknown.returncode != 0 and "unsupported PYTHON_VERSION 2.7" in unknown.stderr

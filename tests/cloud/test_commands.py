@@ -16,6 +16,7 @@ from typing import List
 import pytest
 
 from orchard.cloud import emr as emr_module
+from orchard.cloud.emr import DEFAULT_RELEASE
 from orchard.cloud.layout import NODE_PYTHON
 from tests.cloud.conftest import (
     BUCKET, LAYOUT, REGION, SSH_CIDR, cli, cli_json, deploy_base, dry_run, ops, params_of,
@@ -96,7 +97,7 @@ def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset
     pushed = cli_json(capsys, *push)
     assert pushed["dataset"]["files"] == 12 and pushed["dataset"]["uploaded"] == 12
     assert pushed["artifacts"]["uploaded"] == 4 + 3  # + the wheelhouse: lock, one file per arch
-    assert pushed["artifacts"]["wheelhouse"] == {"uri": f"s3://{BUCKET}/orchard/wheelhouse/", "files": 3}
+    assert pushed["artifacts"]["wheelhouse"] == {"uri": f"s3://{BUCKET}/orchard/wheelhouse/", "python": "3.9", "files": 3}
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert len([k for k in keys if k.startswith("data/")]) == 12
     assert not any(".DS_Store" in k for k in keys)
@@ -117,27 +118,34 @@ def test_init_push_create_submit_wait_logs_terminate(sent, capsys, small_dataset
     # cluster create ---------------------------------------------------------------------------
     sent.clear()
     created = cli_json(capsys, "aws", "cluster", "create", "--bucket", BUCKET, "--key-name", "seeds",
-                       "--ssh-cidr", SSH_CIDR, "--spot", "--max-core", "6", "--idle-timeout", "45m")
+                       "--ssh-cidr", SSH_CIDR, "--spot", "--autoscale", "3:6", "--idle-timeout", "45m")
     cluster_id = created["cluster_id"]
     assert cluster_id.startswith("j-")
     request = params_of(sent, "RunJobFlow")[0]
-    assert request["ReleaseLabel"].startswith("emr-7.")
+    assert request["ReleaseLabel"] == DEFAULT_RELEASE == "emr-7.13.0"
     assert [a["Name"] for a in request["Applications"]] == ["Spark", "Hadoop", "JupyterHub"]
     groups = {g["InstanceRole"]: g for g in request["Instances"]["InstanceGroups"]}
     assert groups["MASTER"] == {"Name": "primary", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
                                 "InstanceType": "m5.xlarge", "InstanceCount": 1}
+    # --autoscale 3:6 --spot: 3 core nodes On-Demand, an empty task group on Spot
     assert (groups["CORE"]["InstanceType"], groups["CORE"]["InstanceCount"], groups["CORE"]["Market"]) == \
-        ("m5.xlarge", 3, "SPOT")
+        ("m5.xlarge", 3, "ON_DEMAND")
+    assert (groups["TASK"]["InstanceCount"], groups["TASK"]["Market"]) == (0, "SPOT")
     action = request["BootstrapActions"][0]["ScriptBootstrapAction"]
     assert action["Path"] == f"s3://{BUCKET}/orchard/emr-bootstrap.sh"
     assert action["Args"][:3] == [f"s3://{BUCKET}/{LAYOUT.wheel_key}", f"s3://{BUCKET}/orchard/wheelhouse/",
                                   f"s3://{BUCKET}/orchard/models/mobilenet_v2_1.0_224.onnx"]
+    assert action["Args"][4] == "3.9"  # the nodes' Python the wheelhouse is for
     assert request["LogUri"] == f"s3://{BUCKET}/logs/"
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 45 * 60}
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
-    assert request["ManagedScalingPolicy"]["ComputeLimits"] == {
-        "UnitType": "Instances", "MinimumCapacityUnits": 3, "MaximumCapacityUnits": 6,
-        "MaximumCoreCapacityUnits": 6}
+    assert "ManagedScalingPolicy" not in request  # attached by PutManagedScalingPolicy
+    limits = {"UnitType": "Instances", "MinimumCapacityUnits": 3, "MaximumCapacityUnits": 6,
+              "MaximumCoreCapacityUnits": 3, "MaximumOnDemandCapacityUnits": 3}
+    assert params_of(sent, "PutManagedScalingPolicy") == [
+        {"ClusterId": cluster_id, "ManagedScalingPolicy": {"ComputeLimits": limits}}]
+    assert emr.get_managed_scaling_policy(ClusterId=cluster_id)["ManagedScalingPolicy"]["ComputeLimits"] == limits
+    assert created["managed_scaling"] == {"ComputeLimits": limits}
     spark_defaults = [c for c in request["Configurations"] if c["Classification"] == "spark-defaults"][0]
     assert spark_defaults["Properties"]["spark.sql.execution.arrow.maxRecordsPerBatch"] == "64"
     assert spark_defaults["Properties"]["spark.python.worker.reuse"] == "true"
@@ -342,7 +350,10 @@ def test_cluster_create_refuses_before_init_or_push(sent, capsys, small_dataset,
 @pytest.mark.parametrize("argv, message", [
     (("aws", "init", "--bucket", "My.Bucket"), "invalid bucket name"),
     (("aws", "cluster", "create", "--bucket", BUCKET, "--release", "emr-6.15.0"), "EMR 7"),
-    (("aws", "cluster", "create", "--bucket", BUCKET, "--core-count", "3", "--max-core", "2"), "--max-core"),
+    (("aws", "cluster", "create", "--bucket", BUCKET, "--autoscale", "5:2"), "--autoscale"),
+    (("aws", "cluster", "create", "--bucket", BUCKET, "--autoscale", "3"), "MIN:MAX"),
+    (("aws", "cluster", "create", "--bucket", BUCKET, "--release", "emr-spark-7.0.0"), "emr-spark-8"),
+    (("aws", "cluster", "create", "--bucket", BUCKET, "--autoscale", "0:4"), "--autoscale"),
     (("aws", "cluster", "create", "--bucket", BUCKET, "--idle-timeout", "soon"), "invalid duration"),
     (("aws", "cluster", "create", "--bucket", BUCKET, "--ssh-cidr", SSH_CIDR), "--key-name"),
     (("aws", "submit", "--cluster-id", "j-1", "--bucket", BUCKET, "--input", "/local/path"), "--input"),

@@ -8,6 +8,7 @@ from orchard.cloud import emr as emr_module
 from orchard.cloud.api import Aws, AwsError, Request
 from orchard.cloud.emr import block_public_access_plan, merge_block_public_access
 from orchard.cloud.layout import EMR_MANAGED_TAG
+from orchard.errors import OrchardError
 from tests.cloud.conftest import BUCKET, LAYOUT, REGION, cli, cli_json, deploy_base, ops, params_of
 
 boto3 = pytest.importorskip("boto3")
@@ -173,3 +174,96 @@ def test_spark_defaults_follow_the_cluster_shape():
     assert emr_module.spark_defaults(spec)["spark.default.parallelism"] == "40"
 
 
+
+
+# -- release lines: EMR 7 (Spark 3.5) and emr-spark-8 (Spark 4) ----------------------------------
+@pytest.mark.parametrize("release, spark, python, applications, notebooks", [
+    ("emr-7.13.0", "3.5", "3.9", ["Spark", "Hadoop", "JupyterHub"], True),
+    ("emr-spark-8.0.0", "4.0", "3.11", ["Spark", "Livy", "JupyterEnterpriseGateway"], False),
+])
+def test_each_release_line_gets_its_applications_python_and_wheelhouse(release, spark, python, applications,
+                                                                      notebooks):
+    line = emr_module.release_line(release)
+    assert (line.spark, line.python) == (spark, python)
+    spec = emr_module.ClusterSpec(layout=LAYOUT, region=REGION, release=release, model_sha256="ab" * 32)
+    params = emr_module.run_job_flow_params(spec.validate(), "subnet-1")
+    assert params["ReleaseLabel"] == release
+    assert [a["Name"] for a in params["Applications"]] == applications
+    classifications = [c["Classification"] for c in params["Configurations"]]
+    assert ("jupyter-s3-conf" in classifications) is notebooks
+    wheelhouse = "orchard/wheelhouse/" if python == "3.9" else f"orchard/wheelhouse-py{python}/"
+    assert params["BootstrapActions"][0]["ScriptBootstrapAction"]["Args"] == [
+        f"s3://{BUCKET}/{LAYOUT.wheel_key}", f"s3://{BUCKET}/{wheelhouse}",
+        f"s3://{BUCKET}/orchard/models/mobilenet_v2_1.0_224.onnx", "ab" * 32, python]
+
+
+@pytest.mark.parametrize("release", ["emr-6.15.0", "emr-spark-7.0.0", "emr-8.0.0", "emr-7.13"])
+def test_other_releases_are_refused(release):
+    with pytest.raises(OrchardError, match="emr-spark-8"):
+        emr_module.check_release(release)
+
+
+def test_a_spark4_cluster_needs_its_own_wheelhouse_then_starts(sent, capsys, small_dataset, wheel,
+                                                              stand_in_wheelhouse):
+    deploy_base(capsys, small_dataset, wheel, stand_in_wheelhouse)  # EMR 7's (Python 3.9)
+    code, _, err = cli(capsys, "aws", "cluster", "create", "--bucket", BUCKET, "--release", "emr-spark-8.0.0")
+    assert code != 0 and "wheelhouse-py3.11/requirements.txt" in err and "--release emr-spark-8.0.0" in err
+    pushed = cli_json(capsys, "aws", "push", "--bucket", BUCKET, "--wheel", str(wheel), "--wheelhouse",
+                      str(stand_in_wheelhouse), "--no-progress", "--release", "emr-spark-8.0.0")
+    assert pushed["artifacts"]["wheelhouse"]["uri"] == f"s3://{BUCKET}/orchard/wheelhouse-py3.11/"
+    sent.clear()
+    created = cli_json(capsys, "aws", "cluster", "create", "--bucket", BUCKET, "--release", "emr-spark-8.0.0")
+    request = params_of(sent, "RunJobFlow")[0]
+    assert request["ReleaseLabel"] == "emr-spark-8.0.0"
+    assert [a["Name"] for a in request["Applications"]] == ["Spark", "Livy", "JupyterEnterpriseGateway"]
+    assert request["BootstrapActions"][0]["ScriptBootstrapAction"]["Args"][-1] == "3.11"
+    cluster = boto3.client("emr", region_name=REGION).describe_cluster(ClusterId=created["cluster_id"])["Cluster"]
+    assert cluster["ReleaseLabel"] == "emr-spark-8.0.0"
+    assert "PutManagedScalingPolicy" not in ops(sent)  # no --autoscale, no policy
+
+
+# -- managed scaling (--autoscale MIN:MAX) ---------------------------------------------------------
+@pytest.mark.parametrize("text, expected", [("2:10", (2, 10)), (" 3 : 3 ", (3, 3))])
+def test_parse_autoscale(text, expected):
+    assert emr_module.parse_autoscale(text) == expected
+
+
+@pytest.mark.parametrize("text", ["10:2", "0:4", "4", "a:b", ""])
+def test_parse_autoscale_refuses(text):
+    with pytest.raises(OrchardError):
+        emr_module.parse_autoscale(text)
+
+
+def test_autoscale_on_demand_policy_is_stored(sent, capsys, small_dataset, wheel, stand_in_wheelhouse):
+    """Without --spot every node is On-Demand: no On-Demand cap; the core nodes stay at MIN."""
+    deploy_base(capsys, small_dataset, wheel, stand_in_wheelhouse)
+    sent.clear()
+    created = cli_json(capsys, "aws", "cluster", "create", "--bucket", BUCKET, "--autoscale", "2:8",
+                       "--core-count", "5")
+    request = params_of(sent, "RunJobFlow")[0]
+    groups = {g["InstanceRole"]: g for g in request["Instances"]["InstanceGroups"]}
+    assert (groups["CORE"]["InstanceCount"], groups["CORE"]["Market"]) == (2, "ON_DEMAND")  # MIN wins
+    assert (groups["TASK"]["InstanceCount"], groups["TASK"]["Market"]) == (0, "ON_DEMAND")
+    limits = {"UnitType": "Instances", "MinimumCapacityUnits": 2, "MaximumCapacityUnits": 8,
+              "MaximumCoreCapacityUnits": 2}
+    assert ops(sent).index("RunJobFlow") < ops(sent).index("PutManagedScalingPolicy")
+    assert params_of(sent, "PutManagedScalingPolicy")[0]["ManagedScalingPolicy"] == {"ComputeLimits": limits}
+    stored = boto3.client("emr", region_name=REGION).get_managed_scaling_policy(ClusterId=created["cluster_id"])
+    assert stored["ManagedScalingPolicy"]["ComputeLimits"] == limits
+
+
+def test_cost_prices_the_autoscale_range(capsys):
+    from orchard.cloud.pricing import cluster_hourly_cost, hourly_cost
+
+    result = cli_json(capsys, "aws", "cost", "--autoscale", "2:6", "--hours", "2")
+    scale = result["autoscale"]
+    at_min = cluster_hourly_cost("m5.xlarge", 2)["total"]
+    assert (scale["min_nodes"], scale["max_nodes"]) == (2, 6)
+    assert scale["per_hour"]["min"] == pytest.approx(at_min) == pytest.approx(result["per_hour"]["on_demand"])
+    assert scale["per_hour"]["max_on_demand"] == pytest.approx(cluster_hourly_cost("m5.xlarge", 6)["total"], abs=1e-3)
+    assert scale["per_hour"]["max_spot_tasks"] == pytest.approx(at_min + hourly_cost("m5.xlarge", 4, spot=True),
+                                                                abs=1e-3)
+    assert at_min < scale["per_hour"]["max_spot_tasks"] < scale["per_hour"]["max_on_demand"]
+    assert scale["per_run"]["max_on_demand"] == pytest.approx(2 * scale["per_hour"]["max_on_demand"], abs=0.01)
+    code, out, _ = cli(capsys, "aws", "cost", "--autoscale", "2:6")
+    assert code == 0 and "autoscale 2..6 worker nodes" in out

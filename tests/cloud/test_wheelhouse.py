@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchard.cloud.wheelhouse import (
-    ARCHITECTURES, LOCK_FILE, LOCK_NAME, REQUIREMENTS_FILE, build_wheelhouse, lock_text, locked_pins,
+    ARCHITECTURES, LOCK_FILE, LOCK_FILES, LOCK_NAME, REQUIREMENTS_FILE, build_wheelhouse, lock_file_for,
+    lock_text, locked_pins,
     normalize, platform_args, sha256_file, wheel_pin, wheelhouse_files,
 )
 from orchard.errors import OrchardError
@@ -99,6 +100,24 @@ def test_the_lock_pins_every_requirement_with_hashes_and_nothing_the_nodes_must_
     # python_version < "3.10" dependencies are there: the lock was resolved by a Python 3.9
     assert {"importlib-resources", "zipp"} <= set(pins)
     assert pins["numpy"].startswith("1.") and int(pins["pandas"].split(".")[0]) < 3
+
+
+def test_the_spark4_lines_lock_pins_the_same_requirements_for_python311():
+    """emr-spark-8 nodes run Python 3.11: their lock has the same top-level pins (one node set),
+    3.11 wheels' hashes, and none of the backports a 3.9 needs."""
+    lock = LOCK_FILES["3.11"]
+    assert lock_file_for("3.11") == lock and lock_file_for("3.9") == LOCK_FILE
+    pins = locked_pins(lock)
+    assert {name: pins.get(name) for name in requirement_pins()} == requirement_pins()
+    assert not {"pyspark", "py4j", "boto3", "botocore", "importlib-resources", "zipp"} & set(pins)
+    assert "CPython 3.11 wheel" in lock.read_text().splitlines()[1]
+    numpy = re.compile(r"^numpy==\S+ \\\n((?:    --hash=sha256:[0-9a-f]{64}.*\n)+)", re.M)
+    hashes_311, hashes_39 = (numpy.search(path.read_text())[1] for path in (lock, LOCK_FILE))
+    assert hashes_311 != hashes_39  # the same numpy, built for another CPython
+    assert platform_args("x86_64", "3.11")[:7] == ["--only-binary=:all:", "--python-version", "3.11",
+                                                   "--implementation", "cp", "--abi", "cp311"]
+    with pytest.raises(OrchardError, match="no lock"):
+        lock_file_for("3.12")
 
 
 def test_platform_args_select_cpython39_manylinux_wheels():

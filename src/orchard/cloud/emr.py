@@ -1,8 +1,11 @@
 """EMR: the cluster (RunJobFlow), its network, the step running `orchard run`, and what follows
 (wait, logs, terminate, SSH tunnel); the account's EMR block-public-access setting.
 
-On EMR 7.10 and later, Spark reads and writes `s3://` URIs through S3A (Hadoop's connector),
-no longer EMRFS; the nodes' role gives it the bucket's rights either way.
+Two release lines: EMR 7.x (Spark 3.5, Scala 2.12; orchard's nodes run Python 3.9) and the
+Spark 4 line, emr-spark-8.x (Spark 4.0, Scala 2.13, Python 3.11+, no Hadoop or JupyterHub
+application). On EMR 7.10 and later (and on emr-spark-8), Spark reads and writes `s3://` URIs
+through S3A (Hadoop's connector), no longer EMRFS; orchard's URIs stay plain `s3://bucket/key`
+(no `s3a://`, no EMRFS-only settings) and the nodes' role gives the bucket's rights either way.
 """
 from __future__ import annotations
 
@@ -27,11 +30,11 @@ from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RELEASE = "emr-7.10.0"  # Spark 3.5.5, Hadoop 3.4, JupyterHub; Python 3.9 on the nodes
+DEFAULT_RELEASE = "emr-7.13.0"  # Spark 3.5.6, Hadoop 3.4, JupyterHub; Python 3.9 on the nodes
+SPARK4_RELEASE = "emr-spark-8.0.0"  # Spark 4.0.2, Scala 2.13; Python 3.11 on the nodes
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 DEFAULT_CORE_COUNT = 3
 DEFAULT_IDLE_TIMEOUT = "1h"
-APPLICATIONS = ("Spark", "Hadoop", "JupyterHub")
 # The security groups EMR creates in a VPC the first time, and reuses: made before 2021 (or by
 # EMR's v1 policy) they lack the tag AmazonEMRServicePolicy_v2 needs to manage them.
 EMR_DEFAULT_GROUPS = ("ElasticMapReduce-master", "ElasticMapReduce-slave",
@@ -84,11 +87,50 @@ def check_ssh_cidr(cidr: str) -> str:
     return str(network)
 
 
+@dataclass(frozen=True)
+class ReleaseLine:
+    """What orchard sets up differently per EMR release line."""
+
+    name: str
+    label: str  # regular expression of the release labels
+    spark: str
+    python: str  # the nodes' Python orchard's virtual environment is made from (major.minor)
+    applications: Tuple[str, ...]
+    notebooks: bool  # JupyterHub is an application of this line (its S3 persistence is set)
+
+
+RELEASE_LINES = (
+    ReleaseLine("EMR 7", r"^emr-7\.\d+\.\d+$", "3.5", "3.9", ("Spark", "Hadoop", "JupyterHub"), True),
+    # no Hadoop application (YARN and HDFS come with Spark), no JupyterHub: notebooks go through
+    # EMR Studio, which reaches the cluster through Jupyter Enterprise Gateway and Livy
+    ReleaseLine("EMR Spark 8", r"^emr-spark-8\.\d+\.\d+$", "4.0", "3.11",
+                ("Spark", "Livy", "JupyterEnterpriseGateway"), False),
+)
+
+
+def release_line(release: str) -> ReleaseLine:
+    """The line of an EMR release label; OrchardError for a release orchard does not target."""
+    for line in RELEASE_LINES:
+        if re.match(line.label, release):
+            return line
+    raise OrchardError(f"--release {release!r}: orchard targets EMR 7 (emr-7.x.y, e.g. {DEFAULT_RELEASE}, "
+                       f"Spark 3.5) and the Spark 4 line (emr-spark-8.x.y, e.g. {SPARK4_RELEASE})")
+
+
 def check_release(release: str) -> str:
-    if not re.match(r"^emr-7\.\d+\.\d+$", release):
-        raise OrchardError(f"--release {release!r}: orchard's bootstrap targets EMR 7 "
-                           "(Amazon Linux 2023, Python 3.9); use emr-7.x.y, e.g. " + DEFAULT_RELEASE)
+    release_line(release)
     return release
+
+
+def parse_autoscale(text: str) -> Tuple[int, int]:
+    """'3:10' -> (3, 10): the fewest and the most worker nodes (core + task) of a cluster."""
+    match = re.match(r"^\s*(\d+)\s*:\s*(\d+)\s*$", text or "")
+    if not match:
+        raise OrchardError(f"--autoscale {text!r}: use MIN:MAX worker nodes, e.g. 2:10")
+    low, high = int(match[1]), int(match[2])
+    if low < 1 or high < low:
+        raise OrchardError(f"--autoscale {text}: need 1 <= MIN <= MAX")
+    return low, high
 
 
 def check_s3_uri(uri: str, what: str) -> str:
@@ -110,7 +152,7 @@ class ClusterSpec:
     primary_instance_type: Optional[str] = None
     core_count: int = DEFAULT_CORE_COUNT
     spot: bool = False
-    max_core: Optional[int] = None
+    autoscale: Optional[Tuple[int, int]] = None  # (min, max) worker nodes: managed scaling
     idle_timeout_s: int = 3600
     key_name: Optional[str] = None
     ssh_cidr: Optional[str] = None
@@ -126,8 +168,11 @@ class ClusterSpec:
         check_release(self.release)
         if self.core_count < 1:
             raise OrchardError(f"--core-count must be >= 1, got {self.core_count}")
-        if self.max_core is not None and self.max_core < self.core_count:
-            raise OrchardError(f"--max-core ({self.max_core}) must be >= --core-count ({self.core_count})")
+        if self.autoscale is not None:
+            low, high = self.autoscale
+            if low < 1 or high < low:
+                raise OrchardError(f"--autoscale {low}:{high}: need 1 <= MIN <= MAX")
+            self.core_count = low
         if not MIN_IDLE_S <= self.idle_timeout_s <= MAX_IDLE_S:
             raise OrchardError(f"--idle-timeout must be between 1m and 7d, got {self.idle_timeout_s} s")
         if self.ssh_cidr:
@@ -172,24 +217,25 @@ def spark_defaults(spec: ClusterSpec) -> Dict[str, str]:
 
 
 def configurations(spec: ClusterSpec) -> List[Dict[str, Any]]:
-    return [
+    found = [
         {"Classification": "spark-defaults", "Properties": spark_defaults(spec)},
         {"Classification": "spark-env", "Properties": {}, "Configurations": [
             {"Classification": "export", "Properties": {
                 "PYSPARK_PYTHON": NODE_PYTHON, "PYSPARK_DRIVER_PYTHON": NODE_PYTHON}},
         ]},
-        # JupyterHub notebooks saved to s3://B/jupyter/ (they outlive the cluster)
-        {"Classification": "jupyter-s3-conf", "Properties": {
-            "s3.persistence.enabled": "true", "s3.persistence.bucket": spec.layout.bucket}},
     ]
+    if release_line(spec.release).notebooks:
+        # JupyterHub notebooks saved to s3://B/jupyter/ (they outlive the cluster)
+        found.append({"Classification": "jupyter-s3-conf", "Properties": {
+            "s3.persistence.enabled": "true", "s3.persistence.bucket": spec.layout.bucket}})
+    return found
 
 
 def bootstrap_action(spec: ClusterSpec) -> Dict[str, Any]:
     layout = spec.layout
-    args = [layout.uri(layout.wheel_key), layout.uri(layout.wheelhouse_prefix),
-            layout.uri(layout.model_key(spec.model_file))]
-    if spec.model_sha256:
-        args.append(spec.model_sha256)
+    python = release_line(spec.release).python
+    args = [layout.uri(layout.wheel_key), layout.uri(layout.wheelhouse_prefix_for(python)),
+            layout.uri(layout.model_key(spec.model_file)), spec.model_sha256, python]
     return {"Name": "orchard: virtual environment (locked libraries, orchard wheel), model",
             "ScriptBootstrapAction": {"Path": layout.uri(layout.bootstrap_key), "Args": args}}
 
@@ -203,15 +249,8 @@ def cluster_tags(spec: ClusterSpec) -> List[Dict[str, str]]:
 def run_job_flow_params(spec: ClusterSpec, subnet_id: str,
                         ssh_group_id: Optional[str] = None) -> Dict[str, Any]:
     """The RunJobFlow request of `cluster create`."""
-    core_group: Dict[str, Any] = {"Name": "core", "InstanceRole": "CORE",
-                                  "Market": "SPOT" if spec.spot else "ON_DEMAND",
-                                  "InstanceType": spec.instance_type, "InstanceCount": spec.core_count}
     instances: Dict[str, Any] = {
-        "InstanceGroups": [
-            {"Name": "primary", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
-             "InstanceType": spec.primary_instance_type or spec.instance_type, "InstanceCount": 1},
-            core_group,
-        ],
+        "InstanceGroups": instance_groups(spec),
         "KeepJobFlowAliveWhenNoSteps": True,  # auto-termination ends it once idle
         "TerminationProtected": False,
         "Ec2SubnetId": subnet_id,
@@ -224,7 +263,7 @@ def run_job_flow_params(spec: ClusterSpec, subnet_id: str,
         "Name": spec.name or f"orchard-{spec.layout.bucket}",
         "ReleaseLabel": spec.release,
         "LogUri": spec.layout.log_uri,
-        "Applications": [{"Name": name} for name in APPLICATIONS],
+        "Applications": [{"Name": name} for name in release_line(spec.release).applications],
         "Instances": instances,
         "BootstrapActions": [bootstrap_action(spec)],
         "Configurations": configurations(spec),
@@ -236,14 +275,46 @@ def run_job_flow_params(spec: ClusterSpec, subnet_id: str,
         "StepConcurrencyLevel": 1,
         "Tags": cluster_tags(spec),
     }
-    if spec.max_core is not None:
-        params["ManagedScalingPolicy"] = {"ComputeLimits": {
-            "UnitType": "Instances",
-            "MinimumCapacityUnits": spec.core_count,
-            "MaximumCapacityUnits": spec.max_core,
-            "MaximumCoreCapacityUnits": spec.max_core,
-        }}
     return params
+
+
+def instance_groups(spec: ClusterSpec) -> List[Dict[str, Any]]:
+    """Primary (On-Demand), core (`core_count`), and with --autoscale a task group that starts
+    empty: managed scaling adds task nodes there (Spot with --spot), the core nodes stay."""
+    groups = [
+        {"Name": "primary", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
+         "InstanceType": spec.primary_instance_type or spec.instance_type, "InstanceCount": 1},
+        {"Name": "core", "InstanceRole": "CORE",
+         "Market": "SPOT" if spec.spot and not spec.autoscale else "ON_DEMAND",
+         "InstanceType": spec.instance_type, "InstanceCount": spec.core_count},
+    ]
+    if spec.autoscale:
+        groups.append({"Name": "task", "InstanceRole": "TASK", "Market": "SPOT" if spec.spot else "ON_DEMAND",
+                       "InstanceType": spec.instance_type, "InstanceCount": 0})
+    return groups
+
+
+def managed_scaling_policy(spec: ClusterSpec) -> Optional[Dict[str, Any]]:
+    """The managed-scaling policy of --autoscale MIN:MAX, or None without it.
+
+    Units are instances (core + task nodes, the primary not counted). The core nodes stay at
+    MIN (they hold HDFS and the YARN application masters: removing them is slow and risky); EMR
+    adds and removes task nodes up to MAX. With --spot, at most MIN units are On-Demand (the
+    core nodes), so every task node is Spot.
+    """
+    if not spec.autoscale:
+        return None
+    low, high = spec.autoscale
+    limits = {"UnitType": "Instances", "MinimumCapacityUnits": low, "MaximumCapacityUnits": high,
+              "MaximumCoreCapacityUnits": low}
+    if spec.spot:
+        limits["MaximumOnDemandCapacityUnits"] = low
+    return {"ComputeLimits": limits}
+
+
+def put_managed_scaling(cluster_id: str, policy: Dict[str, Any]) -> Request:
+    return Request("emr", "PutManagedScalingPolicy", {"ClusterId": cluster_id, "ManagedScalingPolicy": policy},
+                   why="--autoscale: EMR sizes the cluster between MIN and MAX worker nodes")
 
 
 def get_block_public_access() -> Request:
@@ -374,7 +445,8 @@ def check_artifacts(aws: Aws, spec: ClusterSpec) -> None:
     """Fail before paying for a cluster whose bootstrap would not find its files."""
     layout = spec.layout
     missing = []
-    for key in (layout.bootstrap_key, layout.wheel_key, layout.wheelhouse_lock_key, layout.entry_key,
+    python = release_line(spec.release).python
+    for key in (layout.bootstrap_key, layout.wheel_key, layout.wheelhouse_lock_key_for(python), layout.entry_key,
                 layout.model_key(spec.model_file)):
         head = aws.try_call(Request("s3", "HeadObject", {"Bucket": layout.bucket, "Key": key},
                                     why="the artefact the cluster needs is in the bucket"),
@@ -383,7 +455,7 @@ def check_artifacts(aws: Aws, spec: ClusterSpec) -> None:
             missing.append(layout.uri(key))
     if missing:
         raise OrchardError(f"missing in the bucket: {', '.join(missing)}; run "
-                           f"`orchard aws push --bucket {layout.bucket}` first")
+                           f"`orchard aws push --bucket {layout.bucket} --release {spec.release}` first")
 
 
 def run_job_flow(aws: Aws, request: Request, tries: int = 6, pause_s: float = 10.0) -> Dict[str, Any]:
@@ -413,10 +485,13 @@ def create_cluster(aws: Aws, spec: ClusterSpec) -> Dict[str, Any]:
     aws.call(tag_for_emr([vpc_id, subnet_id] + ([group_id] if group_id else []) + emr_groups))
     params = run_job_flow_params(spec, subnet_id, group_id)
     response = run_job_flow(aws, Request("emr", "RunJobFlow", params, why="the cluster"))
+    policy = managed_scaling_policy(spec)
+    if policy:
+        aws.call(put_managed_scaling(response["JobFlowId"], policy))
     return {"cluster_id": response["JobFlowId"], "name": params["Name"], "region": aws.region,
             "release": spec.release, "subnet_id": subnet_id, "ssh_security_group": group_id,
             "log_uri": spec.layout.log_uri, "emr_default_groups_tagged": emr_groups,
-            "idle_timeout_s": spec.idle_timeout_s}
+            "idle_timeout_s": spec.idle_timeout_s, "managed_scaling": policy}
 
 
 # -- the step ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Every command derives the same names from `--bucket`, so `init`, `push`, `cluste
     s3://B/orchard/wheels/orchard-V-py3-none-any.whl
     s3://B/orchard/wheelhouse/requirements.txt    the nodes' libraries, locked (hashes)
     s3://B/orchard/wheelhouse/<arch>/*.whl  their wheels, x86_64 and aarch64 (Graviton)
+    s3://B/orchard/wheelhouse-py3.11/...    the same for Python 3.11 (the emr-spark-8 line)
     s3://B/orchard/emr-bootstrap.sh         the bootstrap action
     s3://B/orchard/spark_entry.py           the script the step runs (`orchard run`)
     s3://B/orchard/models/<model file>      the ONNX weights, copied to /opt/orchard/models/
@@ -31,6 +32,7 @@ LOGS_PREFIX = "logs/"
 RUNS_PREFIX = "runs/"
 NODE_MODEL_DIR = "/opt/orchard/models"  # where the bootstrap action puts the model on every node
 NODE_SYSTEM_PYTHON = "/usr/bin/python3"  # EMR 7 (Amazon Linux 2023): Python 3.9, the OS's own
+DEFAULT_NODE_PYTHON = "3.9"  # EMR 7's; emr-spark-8 nodes: 3.11 (/usr/bin/python3.11)
 NODE_VENV = "/opt/orchard/venv"  # orchard's libraries, apart from the rpm-installed ones
 NODE_PYTHON = f"{NODE_VENV}/bin/python"  # what Spark's Python workers (PYSPARK_PYTHON) run
 
@@ -90,6 +92,14 @@ class Layout:
     @property
     def wheelhouse_lock_key(self) -> str:
         return f"{self.wheelhouse_prefix}requirements.txt"
+
+    def wheelhouse_prefix_for(self, python: str = DEFAULT_NODE_PYTHON) -> str:
+        """The wheelhouse for nodes running Python `python` ('3.9': EMR 7, '3.11': emr-spark-8)."""
+        return self.wheelhouse_prefix if python == DEFAULT_NODE_PYTHON else \
+            f"{ARTIFACTS_PREFIX}wheelhouse-py{python}/"
+
+    def wheelhouse_lock_key_for(self, python: str = DEFAULT_NODE_PYTHON) -> str:
+        return f"{self.wheelhouse_prefix_for(python)}requirements.txt"
 
     @property
     def bootstrap_key(self) -> str:

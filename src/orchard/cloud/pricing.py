@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from orchard.errors import OrchardError
 
@@ -102,13 +102,20 @@ def cluster_hourly_cost(instance_type: str, core_count: int, spot: bool = False,
 def estimate(instance_type: str = "m5.xlarge", core_count: int = 3, hours: Optional[float] = None,
              images: Optional[int] = None, ms_per_image: Optional[float] = None,
              primary_type: Optional[str] = None, startup_hours: float = DEFAULT_STARTUP_HOURS,
-             region: str = DEFAULT_REGION) -> Dict[str, Any]:
+             region: str = DEFAULT_REGION, autoscale: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """Price per hour, per run and (given a measured per-image cost) per million images.
+
+    With `autoscale` (MIN, MAX worker nodes, as `cluster create --autoscale`), `core_count` is
+    MIN and the result's "autoscale" gives the range: USD per hour at MIN nodes and at MAX
+    nodes (the MAX-MIN task nodes On-Demand, or Spot with --spot), and per run when the hours
+    are known (all of them at MIN .. all at MAX: the bounds of what managed scaling can bill).
 
     `ms_per_image` is the processing time of one image on one vCPU, in milliseconds (measure it
     with `orchard run`: featurize seconds x cores / images). The run's hours are `hours` when
     given, else startup + images x ms_per_image spread over the core nodes' vCPUs.
     """
+    if autoscale is not None:
+        core_count = autoscale[0]
     if core_count < 1:
         raise OrchardError(f"--core-count must be >= 1, got {core_count}")
     for name, value in (("--hours", hours), ("--images", images), ("--ms-per-image", ms_per_image)):
@@ -156,7 +163,33 @@ def estimate(instance_type: str = "m5.xlarge", core_count: int = 3, hours: Optio
             "spot": round(hourly["spot"] * run_hours, 2),
             "hours_from": "--hours" if hours is not None else "startup + projected compute",
         }
+    if autoscale is not None:
+        result["autoscale"] = autoscale_range(instance_type, autoscale, primary.instance_type, region,
+                                              run_hours)
     return result
+
+
+def autoscale_range(instance_type: str, autoscale: Tuple[int, int], primary_type: str,
+                    region: str = DEFAULT_REGION, run_hours: Optional[float] = None) -> Dict[str, Any]:
+    """USD per hour of a managed-scaling cluster at its MIN and MAX worker nodes.
+
+    MIN core nodes are always On-Demand; the MAX-MIN task nodes On-Demand ("on_demand") or
+    Spot ("spot_tasks"). With `run_hours`, the per-run bounds (every hour at MIN, at MAX).
+    """
+    low, high = autoscale
+    if low < 1 or high < low:
+        raise OrchardError(f"--autoscale {low}:{high}: need 1 <= MIN <= MAX")
+    base = cluster_hourly_cost(instance_type, low, False, primary_type, region)["total"]
+    tasks = high - low
+    per_hour = {
+        "min": base,
+        "max_on_demand": round(base + hourly_cost(instance_type, tasks, False, region), 4),
+        "max_spot_tasks": round(base + hourly_cost(instance_type, tasks, True, region), 4),
+    }
+    found: Dict[str, Any] = {"min_nodes": low, "max_nodes": high, "per_hour": per_hour}
+    if run_hours is not None:
+        found["per_run"] = {name: round(value * run_hours, 2) for name, value in per_hour.items()}
+    return found
 
 
 def format_estimate(result: Dict[str, Any]) -> str:
@@ -182,6 +215,16 @@ def format_estimate(result: Dict[str, Any]) -> str:
         run = result["per_run"]
         lines.append(f"per run ({run['hours']:.2f} h, {run['hours_from']}): {run['on_demand']:.2f} On-Demand, "
                      f"{run['spot']:.2f} with Spot")
+    if "autoscale" in result:
+        scale = result["autoscale"]
+        rates = scale["per_hour"]
+        lines.append(f"autoscale {scale['min_nodes']}..{scale['max_nodes']} worker nodes: per hour "
+                     f"{rates['min']:.3f} at {scale['min_nodes']} .. {rates['max_on_demand']:.3f} at "
+                     f"{scale['max_nodes']} On-Demand ({rates['max_spot_tasks']:.3f} with Spot task nodes)")
+        if "per_run" in scale:
+            run = scale["per_run"]
+            lines.append(f"  per run: {run['min']:.2f} .. {run['max_on_demand']:.2f} "
+                         f"({run['max_spot_tasks']:.2f} with Spot task nodes)")
     if "per_million_images" in result:
         million = result["per_million_images"]
         lines.append(f"per million images ({million['hours']:.2f} h of compute): {million['on_demand']:.2f} "

@@ -1,6 +1,7 @@
 """The nodes' Python libraries as files: a lock with hashes, and a wheelhouse built from it.
 
-EMR 7 nodes run Python 3.9 (CPython, glibc 2.34) on x86_64 or aarch64 (Graviton). The node set
+EMR 7 nodes run Python 3.9 (CPython, glibc 2.34) on x86_64 or aarch64 (Graviton); the Spark 4
+line (emr-spark-8) runs Python 3.11 there: one lock per Python (LOCK_FILES). The node set
 is `data/emr-requirements.txt` (what orchard imports on a node, not pyspark: EMR has Spark, nor
 boto3: the step reads S3 through Spark). `data/emr-constraints.txt` locks it: every distribution
 installed, transitive ones included, `name==version` with the sha256 of its wheel for each
@@ -8,8 +9,8 @@ architecture. `orchard aws push` uploads the wheelhouse (those wheels, one folde
 architecture, and the lock) so the bootstrap installs with `--no-index --require-hashes`: the
 nodes need no PyPI.
 
-    python -m orchard.cloud.wheelhouse --lock     # re-resolve the lock (network: PyPI)
-    python -m orchard.cloud.wheelhouse            # build (or find) the wheelhouse in the cache
+    python -m orchard.cloud.wheelhouse --lock [--python 3.11]  # re-resolve a lock (network: PyPI)
+    python -m orchard.cloud.wheelhouse [--python 3.11]         # build (or find) its wheelhouse
 """
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ from orchard.paths import cache_root
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REQUIREMENTS_FILE = DATA_DIR / "emr-requirements.txt"
 LOCK_FILE = DATA_DIR / "emr-constraints.txt"
+# the nodes' Python (major.minor) -> its lock: EMR 7 and the Spark 4 line (emr-spark-8)
+LOCK_FILES = {"3.9": LOCK_FILE, "3.11": DATA_DIR / "emr-constraints-py311.txt"}
 LOCK_NAME = "requirements.txt"  # the lock's name inside a wheelhouse
 ARCHITECTURES = ("x86_64", "aarch64")  # `uname -m` on EMR's instance types
 NODE_PYTHON_VERSION = "3.9"
-NODE_ABI = "cp39"
 # Amazon Linux 2023 has glibc 2.34: every manylinux tag up to it. pip 23 does not widen a tag
 # given with --platform to the older ones, so all are listed.
 MANYLINUX = ("manylinux2014", "manylinux_2_17", "manylinux_2_24", "manylinux_2_27",
@@ -47,31 +49,44 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def platform_args(arch: str) -> List[str]:
-    """pip's options selecting CPython 3.9 wheels for a Linux node of `arch`."""
+def lock_file_for(python: str) -> Path:
+    """The lock of the nodes running Python `python` ('3.9' or '3.11')."""
+    if python not in LOCK_FILES:
+        raise OrchardError(f"no lock for nodes with Python {python}: one of {', '.join(LOCK_FILES)}")
+    return LOCK_FILES[python]
+
+
+def platform_args(arch: str, python: str = NODE_PYTHON_VERSION) -> List[str]:
+    """pip's options selecting CPython `python` wheels for a Linux node of `arch`."""
     if arch not in ARCHITECTURES:
         raise OrchardError(f"unknown node architecture {arch!r}: one of {', '.join(ARCHITECTURES)}")
-    args = ["--only-binary=:all:", "--python-version", NODE_PYTHON_VERSION, "--implementation", "cp",
-            "--abi", NODE_ABI]
+    args = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+            "--abi", "cp" + python.replace(".", "")]
     for tag in MANYLINUX:
         args += ["--platform", f"{tag}_{arch}"]
     return args
 
 
-def find_python39() -> Optional[str]:
-    """A CPython 3.9 here (the nodes' version): this one, $ORCHARD_PYTHON39, pyenv's 3.9.x, or
-    python3.9 on PATH (not a pyenv shim: it answers only where 3.9 is selected); None if none."""
-    if sys.version_info[:2] == (3, 9):
+def find_python(version: str = NODE_PYTHON_VERSION) -> Optional[str]:
+    """A CPython `version` here (a nodes' version, e.g. '3.9'): this one, $ORCHARD_PYTHON39 (for
+    3.9; $ORCHARD_PYTHON311 for 3.11), pyenv's, or pythonX.Y on PATH (not a pyenv shim: it
+    answers only where that version is selected); None if none."""
+    if "%d.%d" % sys.version_info[:2] == version:
         return sys.executable
-    configured = os.environ.get("ORCHARD_PYTHON39")
+    configured = os.environ.get("ORCHARD_PYTHON" + version.replace(".", ""))
     if configured:
         return configured
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    found = sorted(root.glob("versions/3.9.*/bin/python3.9"))
+    found = sorted(root.glob(f"versions/{version}.*/bin/python{version}"))
     if found:
         return str(found[-1])
-    on_path = shutil.which("python3.9")
+    on_path = shutil.which(f"python{version}")
     return on_path if on_path and "/shims/" not in on_path else None
+
+
+def find_python39() -> Optional[str]:
+    """A CPython 3.9 here (EMR 7 nodes' version): see find_python."""
+    return find_python("3.9")
 
 
 def _pip_download(arguments: Sequence[str], dest: Path, python: str = sys.executable) -> None:
@@ -102,7 +117,7 @@ def wheel_pin(path: Path) -> Tuple[str, str]:
     return normalize(match["name"]), match["version"]
 
 
-def lock_text(wheels: Dict[str, List[Path]]) -> str:
+def lock_text(wheels: Dict[str, List[Path]], python: str = NODE_PYTHON_VERSION) -> str:
     """The lock: every distribution of `wheels` ({arch: [wheel files]}), pinned, with hashes.
 
     Raises OrchardError when the architectures resolved to different distributions or versions.
@@ -117,8 +132,9 @@ def lock_text(wheels: Dict[str, List[Path]]) -> str:
     if any(found != first for found in sets.values()):
         raise OrchardError(f"the architectures resolved differently: {sets}")
     lines = ["# The EMR nodes' Python libraries, locked: every distribution installed (transitive",
-             "# ones included) with the sha256 of its CPython 3.9 wheel for x86_64 and aarch64.",
-             "# Generated from emr-requirements.txt by `python -m orchard.cloud.wheelhouse --lock`;",
+             f"# ones included) with the sha256 of its CPython {python} wheel for x86_64 and aarch64.",
+             "# Generated from emr-requirements.txt by `python -m orchard.cloud.wheelhouse --lock"
+             + ("`;" if python == NODE_PYTHON_VERSION else f" --python {python}`;"),
              "# the bootstrap installs exactly this (--no-index --require-hashes)."]
     for name, version in first:
         hashes = sorted({h for arch in pins for h in pins[arch][(name, version)]})
@@ -128,26 +144,30 @@ def lock_text(wheels: Dict[str, List[Path]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lock(requirements: Path = REQUIREMENTS_FILE, target: Path = LOCK_FILE) -> Path:
-    """Resolve `requirements` for the nodes (each architecture) and write the lock to `target`.
+def lock(requirements: Path = REQUIREMENTS_FILE, target: Optional[Path] = None,
+         python: str = NODE_PYTHON_VERSION) -> Path:
+    """Resolve `requirements` for nodes running Python `python` (each architecture) and write
+    the lock to `target` (default: that Python's lock file).
 
-    pip resolves with a Python 3.9: it evaluates the dependencies' markers (`python_version <
+    pip resolves with a Python of that version: it evaluates the dependencies' markers (`python_version <
     "3.10"`: importlib-resources, zipp...) with the interpreter running it, not with
     --python-version. (Markers on the machine, `platform_machine`, are still this machine's:
     the architectures must resolve to the same set, which is checked.) Raises OrchardError
-    without a Python 3.9.
+    without a Python of that version.
     """
-    python = find_python39()
-    if python is None:
-        raise OrchardError("locking the nodes' libraries needs a Python 3.9 (EMR 7's): set "
-                           "ORCHARD_PYTHON39 or install one (e.g. pyenv install 3.9)")
+    target = target or lock_file_for(python)
+    interpreter = find_python(python)
+    if interpreter is None:
+        raise OrchardError(f"locking the nodes' libraries needs a Python {python}: set ORCHARD_PYTHON"
+                           f"{python.replace('.', '')} or install one (e.g. pyenv install {python})")
     with tempfile.TemporaryDirectory(prefix="orchard-lock-") as tmp:
         wheels = {}
         for arch in ARCHITECTURES:
             folder = Path(tmp) / arch
-            _pip_download([*platform_args(arch), "--requirement", str(requirements)], folder, python)
+            _pip_download([*platform_args(arch, python), "--requirement", str(requirements)], folder,
+                          interpreter)
             wheels[arch] = sorted(folder.glob("*.whl"))
-        target.write_text(lock_text(wheels), encoding="utf-8")
+        target.write_text(lock_text(wheels, python), encoding="utf-8")
     return target
 
 
@@ -172,8 +192,9 @@ def default_cache() -> Path:
 
 
 def build_wheelhouse(lock_file: Path = LOCK_FILE, cache: Optional[Path] = None,
-                     architectures: Sequence[str] = ARCHITECTURES) -> Path:
-    """The wheelhouse of `lock_file`: <folder>/requirements.txt and <folder>/<arch>/*.whl.
+                     architectures: Sequence[str] = ARCHITECTURES, python: str = NODE_PYTHON_VERSION) -> Path:
+    """The wheelhouse of `lock_file` (for nodes running Python `python`): <folder>/requirements.txt
+    and <folder>/<arch>/*.whl.
 
     Downloaded from PyPI once per lock (checked against its hashes) into the cache
     (`default_cache()`/<lock digest>/) and reused. Raises OrchardError when pip fails.
@@ -185,7 +206,7 @@ def build_wheelhouse(lock_file: Path = LOCK_FILE, cache: Optional[Path] = None,
             continue
         partial = folder / f".{arch}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        _pip_download([*platform_args(arch), "--no-deps", "--require-hashes",
+        _pip_download([*platform_args(arch, python), "--no-deps", "--require-hashes",
                        "--requirement", str(lock_file)], partial)
         shutil.rmtree(folder / arch, ignore_errors=True)
         partial.rename(folder / arch)
@@ -211,12 +232,14 @@ def wheelhouse_files(folder: Path) -> List[Tuple[str, Path]]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchard.cloud.wheelhouse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lock", action="store_true", help=f"rewrite {LOCK_FILE.name} from PyPI")
+    parser.add_argument("--lock", action="store_true", help="rewrite the lock from PyPI")
+    parser.add_argument("--python", default=NODE_PYTHON_VERSION, choices=sorted(LOCK_FILES),
+                        help=f"the nodes' Python (default {NODE_PYTHON_VERSION}: EMR 7; 3.11: emr-spark-8)")
     args = parser.parse_args(argv)
     if args.lock:
-        print(lock())
+        print(lock(python=args.python))
     else:
-        print(build_wheelhouse())
+        print(build_wheelhouse(lock_file_for(args.python), python=args.python))
     return 0
 
 

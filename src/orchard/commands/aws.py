@@ -23,12 +23,15 @@ from orchard.cloud.emr import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_RELEASE,
+    SPARK4_RELEASE,
     TUNNEL_PORTS,
     ClusterSpec,
     create_cluster,
     describe_ranges,
     merge_block_public_access,
+    parse_autoscale,
     parse_duration,
+    release_line,
     step_logs,
     step_request,
     submit,
@@ -48,7 +51,7 @@ from orchard.cloud.layout import (
 )
 from orchard.cloud.pricing import estimate, format_estimate
 from orchard.cloud.s3 import BucketTarget, init_bucket
-from orchard.cloud.wheelhouse import build_wheelhouse, wheelhouse_files
+from orchard.cloud.wheelhouse import build_wheelhouse, lock_file_for, wheelhouse_files
 from orchard.errors import OrchardError
 from orchard.names import DEFAULT_MODEL
 from orchard.pipeline.models import get_spec, resolve_model
@@ -117,6 +120,9 @@ def register(subparsers) -> None:
     push.add_argument("--wheelhouse", metavar="DIR",
                       help="use this wheelhouse (requirements.txt, x86_64/, aarch64/) instead of the one "
                            "built from the nodes' lock with pip download (cached)")
+    push.add_argument("--release", default=DEFAULT_RELEASE,
+                      help=f"the EMR release the cluster will run: its nodes' Python picks the wheelhouse "
+                           f"(default {DEFAULT_RELEASE}: Python 3.9; {SPARK4_RELEASE}: Python 3.11)")
     push.add_argument("--workers", type=int, default=8, metavar="N", help="parallel uploads (default 8)")
     push.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true",
                       help="no progress bar (terminal) or progress lines (otherwise) on stderr")
@@ -135,19 +141,25 @@ def register(subparsers) -> None:
     cluster_commands = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND")
     cluster_commands.required = True
     create = cluster_commands.add_parser(
-        "create", parents=[common], help="start an EMR 7 cluster (Spark, Hadoop, JupyterHub)",
+        "create", parents=[common], help="start an EMR cluster (EMR 7: Spark 3.5; emr-spark-8: Spark 4)",
         description="Start an EMR cluster for orchard: 1 primary + N core nodes, the bootstrap action "
                     "from the bucket, logs to s3://B/logs/, auto-termination when idle.")
     create.add_argument("--bucket", required=True, help="the bucket holding the pushed artefacts (and the logs)")
-    create.add_argument("--release", default=DEFAULT_RELEASE, help=f"EMR 7 release (default {DEFAULT_RELEASE})")
+    create.add_argument("--release", default=DEFAULT_RELEASE,
+                        help=f"EMR release: emr-7.x.y (default {DEFAULT_RELEASE}: Spark 3.5, JupyterHub) or "
+                             f"the Spark 4 line, e.g. {SPARK4_RELEASE} (Python 3.11, no JupyterHub: "
+                             "notebooks through EMR Studio)")
     create.add_argument("--core-count", type=int, default=DEFAULT_CORE_COUNT, metavar="N",
                         help=f"core nodes (default {DEFAULT_CORE_COUNT})")
     create.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE,
                         help=f"instance type of every node (default {DEFAULT_INSTANCE_TYPE})")
     create.add_argument("--primary-instance-type", help="primary node's type (default: --instance-type)")
-    create.add_argument("--spot", action="store_true", help="core nodes on Spot (the primary stays On-Demand)")
-    create.add_argument("--max-core", type=int, metavar="N",
-                        help="managed scaling between --core-count and N core nodes")
+    create.add_argument("--spot", action="store_true",
+                        help="core nodes on Spot (the primary stays On-Demand); with --autoscale: the task "
+                             "nodes on Spot, the core nodes On-Demand")
+    create.add_argument("--autoscale", metavar="MIN:MAX",
+                        help="EMR managed scaling between MIN and MAX worker nodes: MIN core nodes (replaces "
+                             "--core-count), task nodes added and removed up to MAX")
     create.add_argument("--idle-timeout", default=DEFAULT_IDLE_TIMEOUT, metavar="DURATION",
                         help=f"terminate after this long without work (default {DEFAULT_IDLE_TIMEOUT}; e.g. 30m, 2h)")
     create.add_argument("--key-name", metavar="K", help="EC2 key pair for SSH (the tunnel)")
@@ -218,6 +230,9 @@ def register(subparsers) -> None:
     cost.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE,
                       help=f"core nodes' EC2 type (default {DEFAULT_INSTANCE_TYPE})")
     cost.add_argument("--primary-instance-type", help="primary node's type (default: --instance-type)")
+    cost.add_argument("--autoscale", metavar="MIN:MAX",
+                      help="as `cluster create --autoscale`: MIN core nodes On-Demand plus up to MAX-MIN task "
+                           "nodes; prices the range from MIN to MAX nodes")
     cost.add_argument("--hours", type=float, metavar="H", help="hours the cluster runs (per-run price)")
     cost.add_argument("--images", type=int, metavar="N", help="images in a run (with --ms-per-image)")
     cost.add_argument("--ms-per-image", type=float, metavar="MS",
@@ -334,7 +349,8 @@ def push_command(args: argparse.Namespace) -> int:
         if wheel.name != layout.wheel_name:
             raise OrchardError(f"{wheel.name} is not {layout.wheel_name} (this orchard's version)")
         bootstrap = write_bootstrap(Path(tmp) / "emr-bootstrap.sh", model_sha)
-        wheelhouse = _wheelhouse(args, layout)
+        python = release_line(args.release).python
+        wheelhouse = _wheelhouse(args, layout, python)
         keys = {"wheel": layout.wheel_key, "bootstrap": layout.bootstrap_key, "entry": layout.entry_key,
                 "model": layout.model_key(spec.file_name)}
         named = [(path, keys[name]) for name, path in
@@ -349,7 +365,8 @@ def push_command(args: argparse.Namespace) -> int:
             result["dataset"] = {"uri": layout.uri(prefix), "files": len(files), **_uploaded(counts)}
         counts = upload(artifacts, BucketTarget(aws, layout.bucket, ARTIFACTS_PREFIX), jobs, progress, "artefacts")
         result["artifacts"] = {"uris": {name: layout.uri(key) for name, key in keys.items()},
-                               "wheelhouse": {"uri": layout.uri(layout.wheelhouse_prefix), "files": len(wheelhouse)},
+                               "wheelhouse": {"uri": layout.uri(layout.wheelhouse_prefix_for(python)),
+                                              "python": python, "files": len(wheelhouse)},
                                **_uploaded(counts)}
     lines = []
     if "dataset" in result:
@@ -360,7 +377,8 @@ def push_command(args: argparse.Namespace) -> int:
     lines.append(f"artefacts: {a['uploaded']} uploaded, {a['skipped']} unchanged")
     lines += [f"  {name}: {uri}" for name, uri in a["uris"].items()]
     lines.append(f"  wheelhouse: {a['wheelhouse']['uri']} ({a['wheelhouse']['files']} files)")
-    lines.append(f"next: orchard aws cluster create --bucket {layout.bucket}")
+    release = "" if args.release == DEFAULT_RELEASE else f" --release {args.release}"
+    lines.append(f"next: orchard aws cluster create --bucket {layout.bucket}{release}")
     return _emit(args, aws, result, "\n".join(lines))
 
 
@@ -370,14 +388,16 @@ def _uploaded(counts: Dict[str, int]) -> Dict[str, int]:
             "bytes": counts["bytes"]}
 
 
-def _wheelhouse(args: argparse.Namespace, layout: Layout) -> List[Tuple[Path, str]]:
-    """(path, key) of the wheelhouse's files: --wheelhouse DIR, else built from the lock (cached)."""
+def _wheelhouse(args: argparse.Namespace, layout: Layout, python: str) -> List[Tuple[Path, str]]:
+    """(path, key) of the wheelhouse's files for nodes running Python `python`: --wheelhouse DIR,
+    else built from that Python's lock (cached)."""
     if args.wheelhouse:
         folder = Path(args.wheelhouse)
     else:
-        _info(args, "the nodes' wheelhouse (pip download, cached after the first push) ...")
-        folder = build_wheelhouse()
-    return [(path, layout.wheelhouse_prefix + relative) for relative, path in wheelhouse_files(folder)]
+        _info(args, f"the nodes' wheelhouse for Python {python} (pip download, cached after the first push) ...")
+        folder = build_wheelhouse(lock_file_for(python), python=python)
+    prefix = layout.wheelhouse_prefix_for(python)
+    return [(path, prefix + relative) for relative, path in wheelhouse_files(folder)]
 
 
 def bootstrap_command(args: argparse.Namespace) -> int:
@@ -401,7 +421,7 @@ def cluster_create_command(args: argparse.Namespace) -> int:
     spec = ClusterSpec(
         layout=layout, region=aws.region, release=args.release, instance_type=args.instance_type,
         primary_instance_type=args.primary_instance_type, core_count=args.core_count, spot=args.spot,
-        max_core=args.max_core, idle_timeout_s=parse_duration(args.idle_timeout), key_name=args.key_name,
+        autoscale=parse_autoscale(args.autoscale) if args.autoscale else None, idle_timeout_s=parse_duration(args.idle_timeout), key_name=args.key_name,
         ssh_cidr=args.ssh_cidr, subnet_id=args.subnet_id,
         service_role=DEFAULT_SERVICE_ROLE if args.use_default_roles else SERVICE_ROLE,
         instance_profile=DEFAULT_EC2_ROLE if args.use_default_roles else layout.ec2_role,
@@ -413,8 +433,9 @@ def cluster_create_command(args: argparse.Namespace) -> int:
     primary = spec.primary_instance_type or spec.instance_type
     text = "\n".join([
         f"cluster {result['cluster_id']} starting: {result['name']}, {spec.release}, 1 x {primary} + "
-        f"{spec.core_count} x {spec.instance_type}{' (Spot)' if spec.spot else ''}"
-        + (f", scaling up to {spec.max_core} core nodes" if spec.max_core else ""),
+        f"{spec.core_count} x {spec.instance_type}{' (Spot)' if spec.spot and not spec.autoscale else ''}"
+        + (f", managed scaling up to {spec.autoscale[1]} worker nodes (task nodes"
+           f"{' on Spot' if spec.spot else ''})" if spec.autoscale else ""),
         f"auto-terminates after {args.idle_timeout} idle; logs: {result['log_uri']}",
         f"next: orchard aws wait --cluster-id {result['cluster_id']}  (about 10 minutes)",
     ])
@@ -494,6 +515,7 @@ def tunnel_command(args: argparse.Namespace) -> int:
 
 def cost_command(args: argparse.Namespace) -> int:
     result = estimate(args.instance_type, args.core_count, hours=args.hours, images=args.images,
+                      autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
                       ms_per_image=args.ms_per_image, primary_type=args.primary_instance_type,
                       startup_hours=args.startup_minutes / 60.0, region=args.region)
     return _emit(args, None, result, format_estimate(result))

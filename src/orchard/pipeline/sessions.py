@@ -35,9 +35,17 @@ def bind(frame, session):
     """`frame`'s (analyzed) plan as a DataFrame of `session`: its actions use that session's settings."""
     from pyspark.sql import DataFrame
 
-    jvm = session.sparkContext._jvm
     plan = frame._jdf.queryExecution().analyzed()
-    return DataFrame(jvm.org.apache.spark.sql.Dataset.ofRows(session._jsparkSession, plan), session)
+    return DataFrame(_dataset_class(session.sparkContext._jvm).ofRows(session._jsparkSession, plan), session)
+
+
+def _dataset_class(jvm):
+    """The JVM's Dataset class with `ofRows`: org.apache.spark.sql.classic.Dataset in Spark 4
+    (where sql.Dataset became the abstract API shared with Spark Connect), sql.Dataset before."""
+    from py4j.java_gateway import JavaClass
+
+    classic = jvm.org.apache.spark.sql.classic.Dataset
+    return classic if isinstance(classic, JavaClass) else jvm.org.apache.spark.sql.Dataset
 
 
 def with_settings(frame, conf: Dict[str, str]):

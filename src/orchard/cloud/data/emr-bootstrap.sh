@@ -1,9 +1,10 @@
 #!/bin/bash
 # orchard @@ORCHARD_VERSION@@: EMR bootstrap action (written by `orchard aws bootstrap`).
 #
-# Runs on every node of an EMR 7 cluster (Amazon Linux 2023, Python 3.9) before Spark starts:
+# Runs on every node of an EMR cluster (Amazon Linux 2023) before Spark starts: EMR 7 (Python
+# 3.9, the system's @@SYSTEM_PYTHON@@) or the Spark 4 line emr-spark-8 (Python 3.11, python3.11):
 #   1. copies the ONNX model to @@MODEL_DIR@@ and checks its sha256;
-#   2. creates a virtual environment, @@VENV@@, from the node's Python (@@SYSTEM_PYTHON@@),
+#   2. creates a virtual environment, @@VENV@@, from the node's Python PYTHON_VERSION,
 #      and installs in it the locked libraries (every pin, with hashes) from the wheelhouse in
 #      the bucket, for this node's architecture, with --no-index: no PyPI access is needed.
 #      The node's system Python is never touched (its libraries are rpm packages that
@@ -12,7 +13,8 @@
 # Spark's Python (PYSPARK_PYTHON, spark.pyspark.python) is @@VENV@@/bin/python: the cluster's
 # configuration sets it.
 #
-# Usage: emr-bootstrap.sh WHEEL_S3_URI WHEELHOUSE_S3_URI MODEL_S3_URI [MODEL_SHA256]
+# Usage: emr-bootstrap.sh WHEEL_S3_URI WHEELHOUSE_S3_URI MODEL_S3_URI [MODEL_SHA256 [PYTHON_VERSION]]
+# (PYTHON_VERSION: the wheelhouse's, 3.9 by default; an empty MODEL_SHA256 means the built-in one)
 # Fails loudly: any error stops here with a message, the node's bootstrap fails and so does the
 # cluster start (see s3://BUCKET/logs/<cluster>/node/<instance>/bootstrap-actions/). Safe to run
 # twice: the environment is reused (pip leaves what is installed as locked), the wheel and the
@@ -27,10 +29,13 @@ WHEEL_URI="${1:-}"
 WHEELHOUSE_URI="${2:-}"
 MODEL_URI="${3:-}"
 MODEL_SHA256="${4:-@@MODEL_SHA256@@}"
+PYTHON_VERSION="${5:-3.9}"
 [ -n "$WHEEL_URI" ] && [ -n "$WHEELHOUSE_URI" ] && [ -n "$MODEL_URI" ] \
-  || fail "usage: $0 WHEEL_S3_URI WHEELHOUSE_S3_URI MODEL_S3_URI [MODEL_SHA256]"
+  || fail "usage: $0 WHEEL_S3_URI WHEELHOUSE_S3_URI MODEL_S3_URI [MODEL_SHA256 [PYTHON_VERSION]]"
+case "$PYTHON_VERSION" in 3.9) NODE_PY=@@SYSTEM_PYTHON@@;; 3.1[0-9]) NODE_PY="/usr/bin/python$PYTHON_VERSION";;
+  *) fail "unsupported PYTHON_VERSION $PYTHON_VERSION (3.9 or 3.1x)";; esac
 ROOT="${ORCHARD_NODE_ROOT:-}"  # tests: a fake node's root folder
-PYTHON="${ORCHARD_NODE_PYTHON:-@@SYSTEM_PYTHON@@}"
+PYTHON="${ORCHARD_NODE_PYTHON:-$NODE_PY}"
 VENV="$ROOT@@VENV@@"
 MODEL_DIR="$ROOT@@MODEL_DIR@@"
 SUDO="${ORCHARD_SUDO-sudo}"  # EMR runs bootstrap actions as the hadoop user
@@ -40,8 +45,8 @@ PIP_OPTIONS=(--no-cache-dir --disable-pip-version-check --no-input --quiet --iso
 command -v aws >/dev/null || fail "the aws CLI is missing (it is on every EMR node)"
 case "$ARCH" in x86_64|aarch64) ;; *) fail "unsupported architecture $ARCH (x86_64 or aarch64)";; esac
 [ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null || fail "no Python at $PYTHON"
-"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 9) else 1)' \
-  || fail "the wheelhouse is for Python 3.9, $PYTHON is $("$PYTHON" --version 2>&1)"
+"$PYTHON" -c 'import sys; sys.exit(0 if "%d.%d" % sys.version_info[:2] == sys.argv[1] else 1)' "$PYTHON_VERSION" \
+  || fail "the wheelhouse is for Python $PYTHON_VERSION, $PYTHON is $("$PYTHON" --version 2>&1)"
 
 WORK="$(mktemp -d)"
 cleanup() { rm -rf "$WORK"; }
