@@ -26,7 +26,7 @@ def mixed_folder(root):
 
 
 @pytest.mark.slow
-def test_predict_with_bad_files_mixed_in(spark, trained_model, tmp_path):
+def test_predict_with_bad_files_mixed_in(spark, trained_model, tmp_path, capsys):
     folder = mixed_folder(tmp_path / "photos")
     out = tmp_path / "predicted"
     record = predict(spark, PredictConfig(input=str(folder), model=str(trained_model), output=str(out)))
@@ -41,9 +41,11 @@ def test_predict_with_bad_files_mixed_in(spark, trained_model, tmp_path):
         assert len(row.top_k) == 3 and row.top_k[0].label == row.predicted
         assert row.confidence == row.top_k[0].probability >= row.top_k[1].probability >= row.top_k[2].probability
     errors = {row.path: row.error for row in spark.read.parquet(str(out / "errors")).collect()}
-    assert errors == {"Test/Kiwi/page.jpg": "not an image: the file holds HTML/XML text",
+    assert errors == {"Test/Kiwi/page.jpg": "not an image: the file holds HTML data (24 bytes)",
                       "Test/Kiwi/empty.jpg": "empty file (0 bytes)"}
     assert record["ignored_files"] == ["Test/notes.txt"]
+    progress_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("orchard: predict")]
+    assert progress_lines and "/18 img" in progress_lines[-1]  # off a terminal: plain lines, a final one
 
 
 def test_predict_refuses_a_folder_without_a_model(tmp_path):

@@ -40,9 +40,10 @@ from orchard.pipeline.inference import (
 from orchard.pipeline.load import choose_partitions, list_input, planned_cores, read_images
 from orchard.pipeline.models import ModelSpec, sha256_of
 from orchard.pipeline.record import RunCounts
-from orchard.pipeline.run import _error_rows  # the same reconciliation as `orchard run`
+from orchard.pipeline.run import error_rows  # the same reconciliation as `orchard run`
 from orchard.pipeline.sessions import with_settings
 from orchard.pipeline.write import Output, check_local_input, check_local_output
+from orchard.spark.progress import featurize_progress
 from orchard.spark.session import task_cpus
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,10 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
     score = partition_featurizer(spec.file_name, spec, config.batch_size, task_cpus(spark), columns)
     scoped = with_settings(images, {ARROW_BATCH_KEY: str(arrow_batch_rows(config.batch_size))})
     scored = scoped.mapInPandas(score, scored_schema()).persist(StorageLevel.MEMORY_AND_DISK)
-    rows_read = scored.count()
+    with featurize_progress(spark.sparkContext, len(listing.images), "predict"):
+        rows_read = scored.count()
 
-    errors = _error_rows(scored, listing, rows_read)
+    errors = error_rows(scored, listing, rows_read)
     answers = with_answers(scored.where(F.col("error").isNull()), classes, config.top_k)
     answers.write.parquet(output.child(PREDICTIONS_DIR))
     errors.write.parquet(output.child(ERRORS_DIR))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchard import progress
 from orchard.pipeline.config import DEFAULT_MASTER
 
 HELP = "predict the fruit in every image of a folder with a trained model, on Spark (Parquet out)"
@@ -29,6 +30,8 @@ def register(subparsers) -> None:
                         help="Spark partitions for the images (default: from file and core counts)")
     parser.add_argument("--master", default=DEFAULT_MASTER, help=f"Spark master (default {DEFAULT_MASTER})")
     parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (terminal) or progress lines (otherwise) on stderr")
     parser.set_defaults(func=predict_command)
 
 
@@ -40,6 +43,7 @@ def predict_command(args: argparse.Namespace) -> int:
     config = PredictConfig(input=args.input, model=args.model, output=args.output, top_k=args.top_k,
                            batch_size=args.batch_size, partitions=args.partitions, overwrite=args.overwrite)
     config.validate()
+    progress.configure(quiet=args.quiet)
     spark = start_spark(args.master, app_name="orchard-predict")
     try:
         record = predict(spark, config)

@@ -146,7 +146,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         ).first()
 
     with timer.stage(names.STAGE_RECONCILE):
-        errors = _error_rows(featurized, listing, int(stats["rows"]))
+        errors = error_rows(featurized, listing, int(stats["rows"]))
     ok = featurized.where(F.col("error").isNull()).drop("error")
     n_featurized = int(stats["featurized"])
     pca: Optional[VariancePCAModel] = None
@@ -240,7 +240,7 @@ def _in_background(work: Callable[..., Any], *args: Any) -> Future:
     return result
 
 
-def _error_rows(featurized, listing, rows_read: int):
+def error_rows(featurized, listing, rows_read: int):
     """Error rows: decode failures, the listing's problems (links, strays, empty or too large
     files), plus every listed image the scan did not return.
 
