@@ -1,9 +1,14 @@
 """Helpers for the local-cluster tests: a state.json that records stand-in processes (ports
-17077, 18080, ... that nothing listens on); the `sleepers` fixture (tests/conftest.py) starts them."""
+17077, 18080, ... that nothing listens on; the `sleepers` fixture (tests/conftest.py) starts
+them), the tests' download cache and the `orchard` command run as a user would."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Dict
 
 from orchard.local.processes import process_start_time
 from orchard.local.state import STATE_FILE
@@ -28,3 +33,20 @@ def record(name, pid, start_time="auto"):
     """The state file's record of process `pid` (its real start time unless given)."""
     return {"name": name, "pid": pid, "log": f"/logs/{name}.log",
             "start_time": process_start_time(pid) if start_time == "auto" else start_time}
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def download_cache() -> Path:
+    """Where the cluster tests keep their downloads (Spark's S3 jars, SeaweedFS, Hadoop's HDFS
+    jars): $ORCHARD_TEST_CACHE_DIR, default ~/.cache/orchard-tests (kept between runs)."""
+    return Path(os.environ.get("ORCHARD_TEST_CACHE_DIR") or Path.home() / ".cache" / "orchard-tests")
+
+
+def orchard(env: Dict[str, str], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the `orchard` command line as a user would, in its own process; assert it succeeds."""
+    result = subprocess.run([sys.executable, "-m", "orchard", *args], env=env, cwd=str(REPO),
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"orchard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return result

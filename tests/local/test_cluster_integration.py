@@ -13,13 +13,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import pytest
 
 from orchard.local.cluster import LocalCluster
 from orchard.local.processes import group_members, process_start_time
+from tests.local.boxes import download_cache, orchard
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -27,23 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
 
 
-def _test_cache() -> Path:
-    return Path(os.environ.get("ORCHARD_TEST_CACHE_DIR") or Path.home() / ".cache" / "orchard-tests")
-
-
-def orchard(env: Dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the `orchard` command line as a user would, in its own process."""
-    result = subprocess.run([sys.executable, "-m", "orchard", *args], env=env, cwd=str(REPO),
-                            capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"orchard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, model_file):
     """One box for the module; stopped (and checked for leftovers) even when a test fails."""
     state_dir = tmp_path_factory.mktemp("box")
-    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(_test_cache()),
+    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(download_cache()),
            "ORCHARD_MODEL_DIR": str(model_file.parent)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Dict
 
 import pytest
 
 from orchard.local.cluster import LocalCluster
+from tests.local.boxes import download_cache, orchard
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 BUCKET = "orchard-field"
 ROOT = "fruits [v2] {2024} crop*"  # a glob that also matches the sibling prefix
 SIBLING = "fruits v 2024 crop"
@@ -33,21 +30,12 @@ HIDDEN = ["Training/Apple/_metadata.jpg", "Training/Apple/_a=b.jpg", "Training/A
           "Training/_tmp/t.jpg"]
 
 
-def _test_cache() -> Path:
-    return Path(os.environ.get("ORCHARD_TEST_CACHE_DIR") or Path.home() / ".cache" / "orchard")
-
-
-def orchard(env: Dict[str, str], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "orchard", *args], env=env, cwd=str(REPO),
-                            capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"orchard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, model_file):
     state_dir = tmp_path_factory.mktemp("box")
-    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(_test_cache()),
+    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(download_cache()),
            "ORCHARD_MODEL_DIR": str(model_file.parent)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])
