@@ -28,6 +28,7 @@ from orchard.classify.names import INPUT_NAME, ONNX_FILE, OUTPUT_NAME
 from orchard.errors import OrchardError
 from orchard.names import ERRORS_DIR
 from orchard.pipeline.featurize import ARROW_BATCH_KEY, ship_model
+from orchard.pipeline.grow import listed_files
 from orchard.pipeline.inference import (
     DECODE_MS,
     HEIGHT,
@@ -40,7 +41,7 @@ from orchard.pipeline.inference import (
 from orchard.pipeline.load import choose_partitions, list_input, planned_cores, read_images
 from orchard.pipeline.models import ModelSpec, sha256_of
 from orchard.pipeline.record import RunCounts
-from orchard.pipeline.run import error_rows  # the same reconciliation as `orchard run`
+from orchard.pipeline.run import error_rows, unread_paths  # the same reconciliation as `orchard run`
 from orchard.pipeline.sessions import with_settings
 from orchard.pipeline.write import Output, check_local_input, check_local_output
 from orchard.spark.progress import featurize_progress
@@ -149,7 +150,8 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
     with featurize_progress(spark.sparkContext, len(listing.images), "predict"):
         rows_read = scored.count()
 
-    errors = error_rows(scored, listing, rows_read)
+    unread = unread_paths(listed_files(spark, listing), scored, rows_read, len(listing.stats))
+    errors = error_rows(scored, listing, unread)
     answers = with_answers(scored.where(F.col("error").isNull()), classes, config.top_k)
     answers.write.parquet(output.child(PREDICTIONS_DIR))
     errors.write.parquet(output.child(ERRORS_DIR))

@@ -13,7 +13,8 @@ HELP = "featurize a folder of fruit images: load -> preprocess -> CNN features -
 EPILOG = """\
 input layout: <root>/<Split>/<Class>/<image> (Fruits-360) or <root>/<Class>/<image>;
 images are .jpg/.jpeg/.png in any letter case, other files are counted as ignored.
-output: features/ and errors/ (Parquet), pca_model/ (Spark PCAModel), run.json, pca_scree.png.
+output: features/ and errors/ (Parquet), pca_model/ (Spark PCAModel), run.json, pca_scree.png;
+_orchard/commits/<n>.json names the committed files (readers: orchard.read_features).
 example: orchard run --input fruits-360-100x100 --output runs/full   (try `orchard demo` first)
 """
 
@@ -89,6 +90,20 @@ def register(subparsers) -> None:
                         help="replace the output if it exists")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (terminal) or progress lines (otherwise) on stderr")
+    grow = parser.add_argument_group("runs that grow (see README, Runs that grow)")
+    grow.add_argument("--update", action="store_true", default=None,
+                      help="featurize only images new or changed (size, mtime) since the output's last "
+                           "commit; drop removed ones; project with the committed PCA model")
+    grow.add_argument("--resume", action="store_true", default=None,
+                      help="finish a killed run: keep its committed chunks, featurize the rest (as --update)")
+    grow.add_argument("--refit-pca", action="store_true", default=None,
+                      help="with --update: refit the PCA on every row and rewrite the pca column")
+    grow.add_argument("--pca-model", metavar="URI",
+                      help="project with this PCA model (another run's output, or a saved PCAModel "
+                           "folder) instead of fitting one; backbone and length must match")
+    grow.add_argument("--chunk-images", type=int, metavar="N",
+                      help="images featurized and committed per chunk, the most a killed run redoes "
+                           "(default: about 3 minutes of work on the cores at hand)")
     parser.set_defaults(func=run_command)
 
 

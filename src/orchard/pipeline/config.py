@@ -37,6 +37,11 @@ class RunConfig:
     profile: Optional[str] = None
     event_log_dir: Optional[str] = None
     spark_conf: Dict[str, str] = field(default_factory=dict)
+    update: bool = False  # featurize only new and changed images; project with the committed PCA
+    resume: bool = False  # finish a killed run (its committed chunks are kept); same as update
+    refit_pca: bool = False  # with update: refit the PCA on every row and rewrite `pca`
+    pca_model: Optional[str] = None  # project with this PCA model (an orchard output or PCAModel folder)
+    chunk_images: Optional[int] = None  # images per committed chunk (default: ~3 minutes of work)
 
     def validate(self) -> "RunConfig":
         """Raise OrchardError on settings that cannot work; return self."""
@@ -56,6 +61,12 @@ class RunConfig:
         check_channel_values("--std", self.std)
         if self.std is not None and any(value == 0 for value in self.std):
             raise OrchardError(f"--std values must be nonzero, got {self.std}")
+        if self.chunk_images is not None and self.chunk_images < 1:
+            raise OrchardError(f"--chunk-images must be a positive integer, got {self.chunk_images}")
+        if self.refit_pca and self.pca_model:
+            raise OrchardError("--refit-pca and --pca-model contradict each other: pick one")
+        if (self.update or self.resume) and self.overwrite:
+            raise OrchardError("--update/--resume keep the output; --overwrite replaces it: pick one")
         return self
 
     def to_dict(self) -> Dict[str, Any]:

@@ -46,15 +46,16 @@ class Listing:
 
     `images` holds every image entry: those to read and those already known to be error rows
     (`problems`: relative path -> reason, e.g. a dangling link, a stray image, a file too
-    large); `uris` the URI Spark reads each readable image from; `split_layout` the
-    layout decided once for the whole input (see decide_layout).
+    large); `stats` the (size in bytes, modification time in ms since the epoch) of each
+    readable image, as listed (what runs that grow compare); `split_layout` the layout decided
+    once for the whole input (see decide_layout).
     """
 
     root_uri: str  # the qualified root as Spark's `path` column spells it (unescaped)
     images: List[str] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
     problems: Dict[str, str] = field(default_factory=dict)
-    uris: Dict[str, str] = field(default_factory=dict)
+    stats: Dict[str, Tuple[int, int]] = field(default_factory=dict)
     split_layout: bool = False
 
     @property
@@ -66,6 +67,10 @@ class Listing:
         """The images Spark reads (not already error rows), sorted."""
         return [path for path in self.images if path not in self.problems]
 
+    def uri(self, path: str) -> str:
+        """The URI Spark reads the image `path` (relative) from (see file_uri)."""
+        return file_uri(self.root_uri, path)
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -73,6 +78,7 @@ class Entry:
 
     relative: str  # '/' separators, real characters
     size: int  # bytes; -1 for an entry that cannot be read (see problem)
+    mtime_ms: int = 0  # modification time, ms since the epoch (of a link's target)
     problem: Optional[str] = None  # why it is an error row without being read
 
 
@@ -97,7 +103,7 @@ def walk_local(root: Path) -> Iterator[Entry]:
         try:
             children = sorted(os.scandir(folder), key=lambda child: child.name)
         except OSError as error:
-            yield Entry(prefix.rstrip("/"), -1, f"folder not readable: {error.strerror}")
+            yield Entry(prefix.rstrip("/"), -1, problem=f"folder not readable: {error.strerror}")
             continue
         for child in children:
             if child.name.startswith(HIDDEN_PREFIXES):
@@ -106,17 +112,18 @@ def walk_local(root: Path) -> Iterator[Entry]:
             link = child.is_symlink()
             target = os.readlink(child.path) if link else ""
             if link and not os.path.exists(child.path):
-                yield Entry(relative, -1, f"dangling symbolic link (-> {target})")
+                yield Entry(relative, -1, problem=f"dangling symbolic link (-> {target})")
             elif child.is_dir():
                 real = os.path.realpath(child.path)
                 if real in visited:
-                    yield Entry(relative, -1, f"symbolic link loop (-> {target}): a folder already "
+                    yield Entry(relative, -1, problem=f"symbolic link loop (-> {target}): a folder already "
                                               "listed, not followed" if link else "folder listed twice")
                     continue
                 visited.add(real)
                 pending.append((Path(child.path), relative + "/"))
             elif child.is_file():
-                yield Entry(relative, child.stat().st_size)
+                stat = child.stat()
+                yield Entry(relative, stat.st_size, stat.st_mtime_ns // 1_000_000)
 
 
 def _list_entries(spark, uri: str) -> Tuple[str, List[Entry]]:
@@ -136,7 +143,8 @@ def _list_entries(spark, uri: str) -> Tuple[str, List[Entry]]:
     if not storage.is_dir(uri):
         raise OrchardError(f"input must be a folder of class folders, got a file: {uri}")
     root_uri = storage.qualify(uri).rstrip("/")
-    return root_uri, [Entry(info.name, info.size) for info in storage.list(uri) if not is_hidden(info.name)]
+    return root_uri, [Entry(info.name, info.size, info.mtime_ms or 0)
+                      for info in storage.list(uri) if not is_hidden(info.name)]
 
 
 def size_limit(spark) -> int:
@@ -190,6 +198,8 @@ def list_input(spark, uri: str) -> Listing:
             listing.problems[entry.relative] = EMPTY_FILE_REASON
         elif entry.size > limit:
             listing.problems[entry.relative] = f"file too large ({entry.size} bytes, limit {limit})"
+        else:
+            listing.stats[entry.relative] = (entry.size, entry.mtime_ms)
     if not listing.images:
         raise OrchardError(
             f"no images under {uri} ({listing.found} files found, none ending in "
@@ -202,7 +212,7 @@ def list_input(spark, uri: str) -> Listing:
         reason = stray_reason(path, listing.split_layout)
         if reason:
             listing.problems[path] = reason
-    listing.uris = {path: file_uri(root_uri, path) for path in listing.readable}
+            del listing.stats[path]
     log.info("found %d files under %s: %d images (%d error rows already), %d ignored",
              listing.found, listing.root_uri, len(listing.images), len(listing.problems), len(listing.ignored))
     return listing
@@ -244,8 +254,9 @@ def _binary_files(spark, uris: List[str], conf: Optional[Dict[str, str]] = None)
     return session.read.format("binaryFile").options(**reader_options).load(uris)
 
 
-def read_images(spark, listing: Listing, partitions: int):
-    """DataFrame(path, label, split, content) of the readable images, in `partitions` parts.
+def read_images(spark, listing: Listing, partitions: int, paths: Optional[List[str]] = None):
+    """DataFrame(path, label, split, content) of the readable images (or of `paths`, relative,
+    some of them), in `partitions` parts.
 
     The listing's problems are not in it (the pipeline makes them error rows).
     """
@@ -256,7 +267,7 @@ def read_images(spark, listing: Listing, partitions: int):
     # scan's own session: the file relation keeps it); the repartition below spreads the
     # images over the cores anyway.
     prefix_length = len(listing.root_uri.rstrip("/")) + 1
-    uris = [listing.uris[path] for path in listing.readable]
+    uris = [listing.uri(path) for path in (listing.readable if paths is None else paths)]
     raw = bind(_binary_files(spark, uris, {OPEN_COST_KEY: str(SCAN_OPEN_COST_BYTES)}), spark)
     relative = raw.select(
         F.expr(f"substring(path, {prefix_length + 1})").alias("path"), "content"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 
@@ -45,6 +45,10 @@ class RunRecord:
     spark: Dict[str, Any]
     versions: Dict[str, str]
     config: Dict[str, Any]  # the RunConfig, as a dict
+    # one entry per run that made this output, oldest first: run_id, started_at, mode (full,
+    # overwrite, update), file counts new / changed / removed / unchanged, featurized_now,
+    # model_sha256, pca_model (its folder), pca_refit
+    history: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def pca_k(self) -> int:

@@ -14,9 +14,26 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from orchard import __version__, names
 from orchard.errors import OrchardError
-from orchard.names import ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD, SCREE_PLOT, STAGE_PROPERTY
+from orchard.names import ERRORS_DIR, FEATURES_DIR, RUN_RECORD, SCREE_PLOT, STAGE_PROPERTY
+from orchard.pipeline.commit import INDEX_DIR, STAGED_DIR, Commit, CommitLog, kill_point, new_run_id
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig
-from orchard.pipeline.featurize import ImageFeaturizer, arrow_batch_rows
+from orchard.pipeline.featurize import ImageFeaturizer, arrow_batch_rows, features_metadata
+from orchard.pipeline.grow import (
+    INDEX_SCHEMA,
+    Changes,
+    base_commit,
+    check_same_model,
+    chunks,
+    compare,
+    default_chunk_images,
+    files_holding,
+    listed_files,
+    load_pca_model,
+    pca_model_name,
+    read_parquet,
+    to_do,
+    write_parts,
+)
 from orchard.pipeline.load import (
     EMPTY_FILE_REASON,
     choose_partitions,
@@ -42,6 +59,7 @@ from orchard.spark.session import create_session, executor_task_counts, stop_ses
 
 log = logging.getLogger(__name__)
 
+FEATURE_COLUMNS = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms")
 UNREAD_FILE_REASON = "listed but not read by Spark (removed or unreadable during the run)"
 
 
@@ -114,11 +132,15 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     config.validate()
     started_at = dt.datetime.now(dt.timezone.utc)
     timer = StageTimer()
+    growing = config.update or config.resume
     check_local_input(config.input)
-    check_local_output(config.output, config.overwrite)
+    if not growing:
+        check_local_output(config.output, config.overwrite)
     with timer.stage(names.STAGE_MODEL):
         spec, model_path, model_sha = resolve_model(config.model, config.model_path, feature_output=config.feature_output,
                                                     mean=config.mean, std=config.std)
+    model_info = {"name": spec.name, "sha256": model_sha, "feature_dim": spec.feature_dim,
+                  "input": spec.input_text(), "output": spec.output_name}
     _in_background(_import_later_libraries)  # while the JVM starts, which leaves a core idle
     with timer.stage(names.STAGE_SPARK_START):
         spark = spark or start_spark(config, spark_conf)
@@ -127,58 +149,87 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     from pyspark.sql import functions as F
 
     cores = planned_cores(spark)
+    output = Output(spark, config.output)
+    commits = CommitLog(output.storage, output.uri)
+    previous = commits.latest()
+    output.prepare(config.overwrite or growing)
+    if previous is not None:  # a killed run's leftovers (files no commit names)
+        commits.remove_strays(previous)
+    run_id = new_run_id()
+    base = base_commit(previous, growing)
+    check_same_model(base, model_info)
+    staged = list(previous.staged) if growing and previous is not None else []
+    resumed = len(staged)
     with timer.stage(names.STAGE_LIST):
         listing = list_input(spark, config.input)
-        partitions = config.partitions or choose_partitions(len(listing.images), cores)
-        images = read_images(spark, listing, partitions)
-    output = Output(spark, config.output)
-    output.prepare(config.overwrite)
+        listed = listed_files(spark, listing).persist()
+        base_index = read_parquet(spark, commits, base.files["index"] if base else [], INDEX_SCHEMA)
+        known = base_index
+        if staged:  # a killed run's chunks: their files are done, unless changed since
+            staged_index = read_parquet(spark, commits, staged, None).select("path", "size", "mtime_ms")
+            known = base_index.join(staged_index.select("path"), "path", "left_anti").unionByName(staged_index)
+        changes = compare(listed, base_index) if base else Changes(new=len(listing.stats))
+        todo = to_do(listed, known).persist()
+        n_todo = todo.count()
+        chunk_images = config.chunk_images or default_chunk_images(cores)
+        partitions = config.partitions or choose_partitions(max(1, min(n_todo, chunk_images)), cores)
     featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
                                  featureOutput=spec.output_name, mean=spec.mean, std=spec.std)
-    featurized = featurizer.transform(images).persist(StorageLevel.MEMORY_AND_DISK)
-    with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, len(listing.images)):
-        log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
-        stats = featurized.agg(
-            F.count("*").alias("rows"),
-            F.count("features").alias("featurized"),
-            F.sum("decode_ms").alias("decode_ms"),
-            F.sum("infer_ms").alias("infer_ms"),
-        ).first()
+    single = not base and not staged and n_todo <= chunk_images  # a first run in one go: no staging
+    with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, n_todo):
+        log.info("featurizing %d of %d images in %d partitions on %d cores (%s)", n_todo, len(listing.images),
+                 partitions, cores, "one chunk" if single else f"chunks of {chunk_images}")
+        if single:
+            featurized = featurizer.transform(read_images(spark, listing, partitions))
+            featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
+        else:
+            previous = _featurize_in_chunks(spark, featurizer, listing, listed, todo, commits, previous, run_id,
+                                            staged, chunk_images, partitions)
+            featurized = _staged_rows(spark, commits, staged, listed)
+        stats = _featurize_stats(featurized)
+        kill_point("featurize")
 
     with timer.stage(names.STAGE_RECONCILE):
-        errors = error_rows(featurized, listing, int(stats["rows"]))
-    ok = featurized.where(F.col("error").isNull()).drop("error")
+        unread = unread_paths(todo if single else listed.join(known, ["path", "size", "mtime_ms"], "left_anti"),
+                              featurized, int(stats["rows"]), n_todo if single else None)
+        errors = error_rows(featurized, listing, unread)
+    ok = featurized.where(F.col("error").isNull()).drop("error") if featurized is not None else None
     n_featurized = int(stats["featurized"])
-    pca: Optional[VariancePCAModel] = None
+    kept = _kept_rows(spark, commits, base, listed) if base else None
     with timer.stage(names.STAGE_PCA_FIT):
-        if n_featurized >= 2:
-            pca = VariancePCA(variance=config.pca_variance, k=config.pca_k).fit(ok)
-        else:
-            log.warning("PCA skipped: it needs at least 2 featurized images, got %d", n_featurized)
+        pca, pca_name, refit = _pca_for(spark, config, commits, output, base, ok, n_featurized, kept, spec,
+                                        model_sha, run_id)
+    total_ok = n_featurized + (kept["count"] if kept else 0)
     # the scree plot (~1 s of matplotlib) is drawn while Spark writes the tables
     scree = _in_background(scree_plot_png, pca.explainedVariance, pca.k, config.pca_variance,
-                           f"PCA of {spec.name} features ({n_featurized} images)") if pca else None
+                           f"PCA of {spec.name} features ({total_ok} images)") if pca and refit else None
     with timer.stage(names.STAGE_WRITE_FEATURES):
-        table = pca.transform(ok) if pca else ok.withColumn("pca", F.lit(None).cast("array<float>"))
-        table = same_schema_as_before(table, pca is not None)
-        table = table.withColumn("model", F.lit(spec.name))
-        columns = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms")
-        # one wave of tasks, one file per core: fewer, larger files, and faster than two waves here
-        table = table.select(*columns)
-        table.coalesce(cores).write.options(**parquet_options(table)).parquet(output.child(FEATURES_DIR))
+        feature_files = _write_features(output, commits, spec, pca, ok, kept, refit, cores)
     with timer.stage(names.STAGE_WRITE_ERRORS):
-        errors.write.parquet(output.child(ERRORS_DIR))
-        n_errors = errors.count()
+        if kept:
+            errors = kept["errors"].unionByName(errors)
+        error_files = write_parts(errors.coalesce(1), output.storage, commits, ERRORS_DIR)
+        n_errors = read_parquet(spark, commits, error_files, "path string").count() if error_files else 0
+        index = listed.join(unread, "path", "left_anti") if unread is not None else listed
+        index_files = write_parts(index.coalesce(1), output.storage, commits, INDEX_DIR)
     with timer.stage(names.STAGE_WRITE_MODEL):
-        if pca:
-            pca.pcaModel.write().overwrite().save(output.child(PCA_MODEL_DIR))
-            output.write_bytes(SCREE_PLOT, scree.result())
-    featurized.unpersist()
+        if pca and refit:
+            pca.pcaModel.write().save(output.child(pca_name))
+    if featurized is not None:
+        featurized.unpersist()
+    kill_point("write")
 
-    counts = RunCounts(found=listing.found, images=len(listing.images), featurized=n_featurized,
+    counts = RunCounts(found=listing.found, images=len(listing.images), featurized=total_ok,
                        errors=int(n_errors), ignored=len(listing.ignored))
     if counts.featurized + counts.errors + counts.ignored != counts.found:
         raise OrchardError(f"internal: counts do not reconcile: {counts}")
+    history = list(base.history) if base else []
+    history.append({
+        "run_id": run_id, "started_at": started_at.isoformat(timespec="seconds"),
+        "mode": "update" if base else ("overwrite" if previous is not None and config.overwrite else "full"),
+        **changes.to_dict(), "featurized_now": n_todo, "resumed_chunks": resumed,
+        "model_sha256": model_sha, "pca_model": pca_name, "pca_refit": bool(refit),
+    })
     record = RunRecord(
         orchard_version=__version__,
         started_at=started_at.isoformat(timespec="seconds"),
@@ -188,7 +239,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         ignored_files=listing.ignored[:100],
         model={"name": spec.name, "sha256": model_sha, "file": str(model_path),
                "feature_dim": spec.feature_dim, "input": spec.input_text(), "output": spec.output_name},
-        pca=_pca_record(pca, config),
+        pca=_pca_record(pca, config) if refit or not pca else {**_pca_record(pca, config), "model": pca_name},
         partitions=partitions,
         cores=cores,
         seconds={**timer.seconds, "total": round(sum(timer.seconds.values()), 3)},
@@ -200,11 +251,152 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         spark=_spark_record(spark),
         versions=_versions(),
         config=config.to_dict(),
+        history=history,
     )
+    extra = [RUN_RECORD] + ([SCREE_PLOT] if pca and (refit or output.storage.exists(output.child(SCREE_PLOT)))
+                            else [])
+    commit = Commit(run_id=run_id, complete=True,
+                    files={FEATURES_DIR: feature_files, ERRORS_DIR: error_files, "index": index_files},
+                    pca_model=pca_name, model=model_info, history=history, extra_files=extra)
+    if scree is not None:
+        output.write_bytes(SCREE_PLOT, scree.result())  # run.json and the plot: read after the commit
+    kill_point("commit")
+    commits.write(commit, previous)
     output.write_json(RUN_RECORD, record.to_dict())
-    log.info("featurized %d images, %d errors, %d ignored -> %s",
-             n_featurized, counts.errors, counts.ignored, output.uri)
+    commits.remove_strays(commit)  # the replaced run's files, once the new one is committed
+    listed.unpersist()
+    todo.unpersist()
+    log.info("featurized %d images (%d now), %d errors, %d ignored -> %s",
+             total_ok, n_featurized, counts.errors, counts.ignored, output.uri)
     return record
+
+
+def _featurize_in_chunks(spark, featurizer, listing, listed, todo, commits: CommitLog, previous: Optional[Commit],
+                         run_id: str, staged: List[str], chunk_images: int, partitions: int) -> Optional[Commit]:
+    """Featurize `todo` `chunk_images` at a time; each chunk is written under _orchard/staged/
+    (its rows with the listed size and mtime_ms) and named by a new in-progress commit, so that
+    a killed run loses at most the chunk in flight. Appends to `staged`; returns the last commit."""
+    for paths in chunks(todo, chunk_images):
+        rows = featurizer.transform(read_images(spark, listing, partitions, paths))
+        rows = rows.join(listed, "path")  # the size and mtime as listed: what the next run compares
+        folder = f"{STAGED_DIR}/{run_id}-{len(staged):05d}"
+        rows.write.parquet(commits.child(folder))
+        staged.append(folder)
+        previous = commits.write(_in_progress(previous, run_id, staged), previous)
+        kill_point("featurize")
+    return previous
+
+
+def _staged_rows(spark, commits: CommitLog, staged: List[str], listed):
+    """The staged chunks' rows still true of the files (same size and mtime as listed now), or None."""
+    from pyspark import StorageLevel
+
+    if not staged:
+        return None
+    rows = read_parquet(spark, commits, staged, None).join(listed, ["path", "size", "mtime_ms"], "left_semi")
+    return rows.drop("size", "mtime_ms").persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _write_features(output: Output, commits: CommitLog, spec, pca: Optional[VariancePCAModel], ok, kept,
+                    refit: bool, cores: int) -> List[str]:
+    """Write the new rows (and the kept rows that must be rewritten: all of them after a PCA
+    refit, else those sharing a file with a removed or changed image) projected with `pca`;
+    return the committed features/ files: the kept files left as they are plus the new ones."""
+    from pyspark.sql import functions as F
+
+    feature_files = list(kept["features"]) if kept and not refit else []
+    parts = [ok.select(*[c for c in FEATURE_COLUMNS if c not in ("pca", "model")])] if ok is not None else []
+    if kept and (refit or kept["rewrite"]):
+        parts.append(kept["rows"] if refit else kept["rewrite_rows"])
+    if not parts:
+        return feature_files
+    table = parts[0]
+    for part in parts[1:]:
+        table = table.unionByName(part)
+    table = pca.transform(table) if pca else table.withColumn("pca", F.lit(None).cast("array<float>"))
+    table = same_schema_as_before(table, pca is not None)
+    table = table.withColumn("model", F.lit(spec.name)).select(*FEATURE_COLUMNS)
+    # one wave of tasks, one file per core: fewer, larger files, and faster than two waves here
+    return feature_files + write_parts(table.coalesce(cores), output.storage, commits, FEATURES_DIR,
+                                       parquet_options(table))
+
+
+def _in_progress(previous: Optional[Commit], run_id: str, staged: List[str]) -> Commit:
+    """A commit that keeps the previous live view and records the staged chunks of `run_id`."""
+    base = previous or Commit()
+    return Commit(run_id=base.run_id, complete=base.complete, files=base.files, pca_model=base.pca_model,
+                  model=base.model, staged_run=run_id, staged=list(staged), history=base.history,
+                  extra_files=base.extra_files)
+
+
+def _featurize_stats(featurized) -> Dict[str, Any]:
+    """rows, featurized (rows with features), decode_ms and infer_ms summed (an action: it runs the featurizer)."""
+    from pyspark.sql import functions as F
+
+    if featurized is None:
+        return {"rows": 0, "featurized": 0, "decode_ms": 0.0, "infer_ms": 0.0}
+    return featurized.agg(
+        F.count("*").alias("rows"),
+        F.count("features").alias("featurized"),
+        F.sum("decode_ms").alias("decode_ms"),
+        F.sum("infer_ms").alias("infer_ms"),
+    ).first().asDict()
+
+
+def _kept_rows(spark, commits: CommitLog, base: Commit, listed) -> Dict[str, Any]:
+    """The base run's rows still true of the input (same path, size and mtime): its feature
+    files to keep as they are, the rows to rewrite from files that also hold a removed or
+    changed path, its error rows (decode failures; the listing's problems are recomputed) and counts."""
+    from pyspark.sql import functions as F
+
+    index = read_parquet(spark, commits, base.files["index"], INDEX_SCHEMA)
+    same = index.join(listed, ["path", "size", "mtime_ms"], "left_semi").select("path")
+    gone = index.select("path").join(same, "path", "left_anti")
+    features = read_parquet(spark, commits, base.files[FEATURES_DIR], None)
+    names = {commits.child(name): name for name in base.files[FEATURES_DIR]}
+    with_file = features.withColumn("_file", F.input_file_name())
+    touched = {_relative_name(uri, names) for uri in files_holding(with_file, gone)}
+    untouched = [name for name in base.files[FEATURES_DIR] if name not in touched]
+    rows = features.join(same, "path", "left_semi").drop("pca", "model")
+    rewrite_rows = read_parquet(spark, commits, sorted(touched), None).join(same, "path", "left_semi") \
+        .drop("pca", "model") if touched else None
+    errors = read_parquet(spark, commits, base.files[ERRORS_DIR], "path string, label string, split string, error string")
+    return {"features": untouched, "rewrite": bool(touched), "rewrite_rows": rewrite_rows, "rows": rows,
+            "errors": errors.join(same, "path", "left_semi"), "count": rows.count()}
+
+
+def _relative_name(uri: str, names: Dict[str, str]) -> str:
+    from urllib.parse import unquote, urlparse
+
+    if uri in names:
+        return names[uri]
+    path = unquote(urlparse(uri).path)
+    for full, name in names.items():
+        if unquote(urlparse(full).path) == path:
+            return name
+    raise OrchardError(f"internal: {uri} is not a committed file")
+
+
+def _pca_for(spark, config: RunConfig, commits: CommitLog, output, base: Optional[Commit], ok, n_new: int, kept,
+             spec, sha256: str, run_id: str):
+    """(model or None, its folder name, fitted now?): --pca-model, the base run's model, or a
+    new fit (first run, --refit-pca, or a base without a model) on every kept and new row."""
+    if config.pca_model:  # projects every row; saved in this output too (self-contained)
+        model = load_pca_model(spark, config.pca_model, spec.feature_dim, spec.name)
+        return model, pca_model_name(output.storage, commits, run_id), True
+    if base and base.pca_model and not config.refit_pca:
+        model = load_pca_model(spark, output.uri, spec.feature_dim, spec.name)
+        return model, base.pca_model, False
+    parts = ([ok.select("features")] if ok is not None else []) + ([kept["rows"].select("features")] if kept else [])
+    rows = parts[0].unionByName(parts[1]) if len(parts) == 2 else (parts[0] if parts else None)
+    n = n_new + (kept["count"] if kept else 0)
+    if n < 2:
+        log.warning("PCA skipped: it needs at least 2 featurized images, got %d", n)
+        return None, None, True
+    if kept:  # rows read back from Parquet carry no model metadata: tag them like the featurizer's
+        rows = rows.withColumn("features", rows["features"].alias("features", metadata=features_metadata(spec, sha256)))
+    model = VariancePCA(variance=config.pca_variance, k=config.pca_k).fit(rows)
+    return model, pca_model_name(output.storage, commits, run_id), True
 
 
 def same_schema_as_before(table, projected: bool):
@@ -240,23 +432,36 @@ def _in_background(work: Callable[..., Any], *args: Any) -> Future:
     return result
 
 
-def error_rows(featurized, listing, rows_read: int):
-    """Error rows: decode failures, the listing's problems (links, strays, empty or too large
-    files), plus every listed image the scan did not return.
+def unread_paths(wanted, featurized, rows_read: int, n_wanted: Optional[int]):
+    """DataFrame(path) of the images in `wanted` (DataFrame with `path`) that the scan did not
+    return (removed or emptied after the listing), or None when there are none.
 
-    Each file is read at most once, so when the scan returned as many rows as there are
-    listed images, none is missing and the (anti-join) search for the missing is skipped.
+    Each file is read at most once, so when `n_wanted` (None: unknown) equals the rows read,
+    none is missing and the (anti-join) search is skipped.
     """
+    if n_wanted is not None and rows_read == n_wanted:
+        return None
+    if featurized is None:
+        return wanted.select("path")
+    return wanted.select("path").join(featurized.select("path"), "path", "left_anti")
+
+
+def error_rows(featurized, listing, unread=None):
+    """Error rows: decode failures (the `error` column of `featurized`, None: no rows read),
+    the listing's problems (links, strays, empty or too large files), plus every image of
+    `unread` (DataFrame(path): listed, not returned by the scan) with its reason.
+
+    Returns DataFrame(path, label, split, error string), one partition.
+    """
+    from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    spark = featurized.sparkSession
-    unread: List[str] = []
-    readable = listing.readable
-    if rows_read != len(readable):
-        listed = spark.createDataFrame([(path,) for path in readable], "path string")
-        unread = [row.path for row in listed.join(featurized.select("path"), "path", "left_anti").collect()]
-    reasons = [(path, _unread_reason(spark, listing, path)) for path in unread] + sorted(listing.problems.items())
-    errors = featurized.where(F.col("error").isNotNull()).select("path", "error")
+    spark = featurized.sparkSession if featurized is not None else SparkSession.getActiveSession()
+    missing = [row.path for row in unread.collect()] if unread is not None else []
+    reasons = [(path, _unread_reason(spark, listing, path)) for path in missing] + sorted(listing.problems.items())
+    errors = spark.createDataFrame([], "path string, error string")
+    if featurized is not None:
+        errors = featurized.where(F.col("error").isNotNull()).select("path", "error")
     if reasons:
         errors = errors.unionByName(spark.createDataFrame(reasons, "path string, error string"))
     labelled = with_label_and_split(errors, listing.split_layout)

@@ -43,14 +43,18 @@ class Output:
     def child(self, name: str) -> str:
         return f"{self.uri.rstrip('/')}/{name}"
 
-    def prepare(self, overwrite: bool) -> None:
-        """Make sure the output can be written: empty, or deleted first with --overwrite."""
-        if self._storage.exists(self.uri):
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    def prepare(self, replace: bool, has_commit: bool = False) -> None:
+        """Make sure the output can be written: empty, or `replace` (--overwrite, --update)
+        given. Nothing is deleted here: the replaced run's files go once the new run is
+        committed (orchard.pipeline.commit)."""
+        if self._storage.exists(self.uri) and not replace:
             is_empty_dir = self._storage.is_dir(self.uri) and not self._storage.list_names(self.uri)
-            if not is_empty_dir and not overwrite:
+            if not is_empty_dir:
                 raise OrchardError(f"output {self.uri} already exists; pass --overwrite to replace it")
-            log.info("removing the existing output %s (--overwrite)", self.uri)
-            self._storage.delete(self.uri)
         self._storage.make_dirs(self.uri)
 
     def write_bytes(self, name: str, data: bytes) -> str:

@@ -45,7 +45,7 @@ class FileInfo:
     name: str  # relative to the listed folder, '/' separators
     size: int  # bytes
     etag: Optional[str] = None  # S3 (boto3): the object's ETag, without quotes
-    mtime_ms: Optional[int] = None  # local disk and Hadoop filesystems
+    mtime_ms: Optional[int] = None  # ms since the epoch (S3: the object's LastModified)
 
 
 @dataclass(frozen=True)
@@ -356,8 +356,10 @@ class S3Files:
         for prefix, page in self._pages(uri):
             for item in page.get("Contents", []):
                 if not item["Key"].endswith("/"):  # not a folder marker
+                    modified = item.get("LastModified")
                     found.append(FileInfo(item["Key"][len(prefix):], int(item["Size"]),
-                                          etag=str(item.get("ETag", "")).strip('"')))
+                                          etag=str(item.get("ETag", "")).strip('"'),
+                                          mtime_ms=int(modified.timestamp() * 1000) if modified else None))
         return sorted(found, key=lambda info: info.name)
 
     def list_names(self, uri: str) -> List[str]:

@@ -1,0 +1,101 @@
+"""Runs that grow, on real Spark and the local disk: --update, --refit-pca, --pca-model, resume."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchard.errors import OrchardError
+from orchard.pipeline.commit import CommitLog, read_features
+from orchard.pipeline.config import RunConfig
+from orchard.pipeline.run import run_pipeline
+from orchard.storage.fs import Storage
+
+pytestmark = pytest.mark.slow
+
+LABELS = ("Banana", "Lemon", "Kiwi")
+
+
+def make_input(sample_dir: Path, root: Path, per_label: int, start: int = 0) -> Path:
+    for label in LABELS:
+        (root / "Training" / label).mkdir(parents=True, exist_ok=True)
+        for image in sorted((sample_dir / "Training" / label).iterdir())[start:start + per_label]:
+            shutil.copy(image, root / "Training" / label / image.name)
+    return root
+
+
+def features_of(output: Path):
+    frame = read_features(str(output))
+    return {row.path: (np.asarray(row.features), np.asarray(row.pca)) for row in frame.itertuples()}
+
+
+def test_update_matches_a_full_run_and_keeps_the_pca_space(spark, sample_dir, model_file, tmp_path):
+    data = make_input(sample_dir, tmp_path / "in", 5)
+    output = tmp_path / "out"
+    config = RunConfig(input=str(data), output=str(output), model_path=str(model_file), pca_k=3)
+    run_pipeline(config, spark=spark)
+    before = features_of(output)
+    make_input(sample_dir, data, 2, start=5)  # 6 new
+    removed = sorted((data / "Training" / "Kiwi").iterdir())[0]
+    removed.unlink()
+    changed = sorted((data / "Training" / "Lemon").iterdir())[0]
+    changed.write_bytes((data / "Training" / "Banana" / sorted(p.name for p in (data / "Training" / "Banana").iterdir())[0]).read_bytes())
+    config.update = True
+    record = run_pipeline(config, spark=spark)
+    last = record.history[-1]
+    assert (last["new"], last["changed"], last["removed"], last["unchanged"]) == (6, 1, 1, 13)
+    assert last["featurized_now"] == 7 and record.counts.featurized == 20
+    after = features_of(output)
+    assert len(after) == 20 and len(read_features(str(output)).path.unique()) == 20
+    full_out = tmp_path / "full"
+    run_pipeline(RunConfig(input=str(data), output=str(full_out), model_path=str(model_file), pca_k=3), spark=spark)
+    full = features_of(full_out)
+    assert sorted(full) == sorted(after)
+    assert max(np.abs(full[p][0] - after[p][0]).max() for p in full) <= 1e-5
+    rel_changed = changed.relative_to(data).as_posix()
+    for path, (features, pca) in before.items():  # old rows' pca unchanged (same space)
+        if path in after and path != rel_changed:
+            assert np.abs(after[path][1] - pca).max() <= 1e-6
+    on_disk = json.loads((output / "run.json").read_text())
+    assert [entry["mode"] for entry in on_disk["history"]] == ["full", "update"]
+
+    config.refit_pca = True  # everything re-projected with a new fit: a full run's pca, up to sign
+    run_pipeline(config, spark=spark)
+    refit = features_of(output)
+    assert max(np.abs(np.abs(full[p][1]) - np.abs(refit[p][1])).max() for p in full) <= 1e-3
+
+
+def test_empty_update_featurizes_nothing(spark, sample_dir, model_file, tmp_path):
+    data = make_input(sample_dir, tmp_path / "in", 3)
+    output = tmp_path / "out"
+    config = RunConfig(input=str(data), output=str(output), model_path=str(model_file), pca_k=2)
+    run_pipeline(config, spark=spark)
+    before = features_of(output)
+    config.update = True
+    record = run_pipeline(config, spark=spark)
+    assert record.history[-1]["featurized_now"] == 0 and record.history[-1]["unchanged"] == 9
+    after = features_of(output)
+    assert sorted(after) == sorted(before)
+
+
+def test_pca_model_from_another_run_and_a_mismatch(spark, sample_dir, model_file, tmp_path):
+    train = make_input(sample_dir, tmp_path / "train", 4)
+    test = make_input(sample_dir, tmp_path / "test", 2, start=10)
+    run_pipeline(RunConfig(input=str(train), output=str(tmp_path / "a"), model_path=str(model_file), pca_k=3),
+                 spark=spark)
+    record = run_pipeline(RunConfig(input=str(test), output=str(tmp_path / "b"), model_path=str(model_file),
+                                    pca_model=str(tmp_path / "a")), spark=spark)
+    assert record.pca_k == 3
+    from pyspark.ml.feature import PCAModel
+
+    commit = CommitLog(Storage(), str(tmp_path / "a")).latest()
+    model = PCAModel.load(str(tmp_path / "a" / commit.pca_model))
+    rows = read_features(str(tmp_path / "b"))
+    expected = np.asarray(rows.features.iloc[0], dtype=np.float64) @ model.pc.toArray()
+    assert np.abs(expected - np.asarray(rows.pca.iloc[0])).max() <= 1e-3
+    with pytest.raises(OrchardError, match="fitted on features of length"):
+        from tests.pipeline.test_commit import small_pca_model
+
+        run_pipeline(RunConfig(input=str(test), output=str(tmp_path / "c"), model_path=str(model_file),
+                               pca_model=small_pca_model(spark, tmp_path / "m")), spark=spark)
