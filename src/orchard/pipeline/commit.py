@@ -130,7 +130,6 @@ class CommitLog:
         commit.number = (previous.number if previous else 0) + 1
         commit.committed_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         data = (json.dumps(commit.to_dict(), indent=1, default=str) + "\n").encode("utf-8")
-        kill_point("commit")
         self.storage.write_bytes(self.child(commit_name(commit.number)), data)
         log.info("committed %s as commit %d", commit.run_id, commit.number)
         return commit

@@ -1,0 +1,98 @@
+"""Crash safety: the driver killed (SIGKILL) during featurize, the Parquet write and the commit.
+
+Each case runs `orchard run` as a subprocess that kills itself at a named point
+($ORCHARD_TEST_KILL_AT, see orchard.pipeline.commit.kill_point), then checks that a reader sees
+the previous output exactly, and that a re-run completes with every path once.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchard.errors import OrchardError
+from orchard.pipeline.commit import KILL_AT_ENV, CommitLog, committed_files, read_features
+from orchard.storage.fs import Storage
+from tests.pipeline.test_incremental import make_input
+
+pytestmark = pytest.mark.slow
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def small_pca_model(spark, folder: Path) -> str:
+    """A Spark PCAModel fitted on 5-long vectors (not MobileNetV2's 1280), saved in `folder`."""
+    from pyspark.ml.feature import PCA
+    from pyspark.ml.linalg import Vectors
+
+    frame = spark.createDataFrame([(Vectors.dense([float(i + j * j) for j in range(5)]),) for i in range(6)], ["v"])
+    PCA(k=2, inputCol="v", outputCol="p").fit(frame).save(str(folder))
+    return str(folder)
+
+
+def orchard_run(data: Path, output: Path, model_file: Path, *options: str, kill_at: str = "") -> int:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    env.pop(KILL_AT_ENV, None)
+    if kill_at:
+        env[KILL_AT_ENV] = kill_at
+    command = [sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
+               "--model-path", str(model_file), "--pca-k", "2", "--master", "local[2]", *options]
+    return subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600).returncode
+
+
+def snapshot(output: Path):
+    frame = read_features(str(output)).sort_values("path").reset_index(drop=True)
+    return frame[["path", "label"]].values.tolist(), [list(x) for x in frame.features], [list(x) for x in frame.pca]
+
+
+@pytest.fixture(scope="module")
+def first_run(sample_dir, model_file, tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash")
+    data = make_input(sample_dir, root / "in", 4)
+    output = root / "out"
+    assert orchard_run(data, output, model_file) == 0
+    return data, output
+
+
+@pytest.mark.parametrize("kill_at", ["featurize", "write", "commit"])
+def test_killed_update_leaves_the_previous_output_and_a_rerun_completes(first_run, sample_dir, model_file,
+                                                                        tmp_path, kill_at):
+    source, committed = first_run
+    data, output = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(source, data)
+    shutil.copytree(committed, output)
+    before = snapshot(output)
+    make_input(sample_dir, data, 2, start=4)  # 6 new images, in chunks of 4
+    assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4", kill_at=kill_at) == -signal.SIGKILL
+    assert snapshot(output) == before  # the previous run, exactly
+    assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4") == 0
+    paths = read_features(str(output)).path.tolist()
+    assert len(paths) == len(set(paths)) == 18
+    history = json.loads((output / "run.json").read_text())["history"]
+    if kill_at == "featurize":  # the first chunk (4 images) was committed: only 2 are redone
+        assert (history[-1]["featurized_now"], history[-1]["resumed_chunks"]) == (2, 1)
+    else:  # killed after both chunks were committed: nothing is featurized again
+        assert (history[-1]["featurized_now"], history[-1]["resumed_chunks"]) == (0, 2)
+    on_disk = {p.relative_to(output).as_posix() for p in (output / "features").glob("*.parquet")}
+    assert on_disk == set(CommitLog(Storage(), str(output)).latest().files["features"])  # strays removed
+
+
+def test_killed_overwrite_keeps_the_old_output(first_run, model_file, tmp_path):
+    source, committed = first_run
+    output = tmp_path / "out"
+    shutil.copytree(committed, output)
+    before = snapshot(output)
+    assert orchard_run(source, output, model_file, "--overwrite", kill_at="write") == -signal.SIGKILL
+    assert snapshot(output) == before
+    assert orchard_run(source, output, model_file, "--overwrite") == 0
+    commit = CommitLog(Storage(), str(output)).latest()
+    assert [entry["mode"] for entry in commit.history] == ["overwrite"]
+    assert len(read_features(str(output))) == 12
+
+
+def test_reader_without_a_commit_is_a_clear_error(tmp_path):
+    with pytest.raises(OrchardError, match="no committed run"):
+        committed_files(str(tmp_path))
