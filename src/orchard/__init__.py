@@ -22,6 +22,11 @@ Python API (imported on first use, so `import orchard` stays cheap):
         .k, .explainedVariance (every ratio), .pcaModel (the Spark PCAModel).
     run(config: RunConfig, spark=None) -> RunRecord
         `orchard run`: features/, errors/, pca_model/, run.json, pca_scree.png.
+    read_features(uri, table="features", columns=None) -> pandas.DataFrame
+        The committed rows of an output's features/ (or errors/): only the files its latest
+        commit (_orchard/commits/<n>.json) names, never a run still being written.
+    committed_files(uri, table="features") -> list of str
+        Those files' URIs (for DuckDB, pyarrow, Spark).
     RunConfig, RunRecord (.to_dict() is run.json), OrchardError.
 
 Example:
@@ -55,6 +60,8 @@ _API = {
     "RunConfig": "orchard.pipeline.config",
     "RunRecord": "orchard.pipeline.record",
     "OrchardError": "orchard.errors",
+    "read_features": "orchard.pipeline.commit",
+    "committed_files": "orchard.pipeline.commit",
 }
 
 __all__ = sorted(_API) + ["__version__"]
