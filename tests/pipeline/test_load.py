@@ -113,4 +113,4 @@ def test_a_glob_root_with_colons_lists_only_its_own_files(spark, sample_dir, tmp
     listing = list_input(spark, str(root))
     assert listing.images == ["Grade:A/12:30:45.jpg", "Grade:A/empty.jpg"]
     assert listing.problems == {"Grade:A/empty.jpg": "empty file (0 bytes)"}
-    assert listing.uris["Grade:A/12:30:45.jpg"].startswith("file:/")
+    assert listing.uri("Grade:A/12:30:45.jpg").startswith("file:/")

@@ -135,7 +135,7 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
     check_local_input(config.input)
     check_local_output(config.output, config.overwrite)
     listing = list_input(spark, config.input)
-    partitions = config.partitions or choose_partitions(len(listing.images), planned_cores(spark))
+    partitions = config.partitions or choose_partitions(listing.n_readable, planned_cores(spark))
     images = read_images(spark, listing, partitions)
     output = Output(spark, config.output)
     output.prepare(config.overwrite)
@@ -147,10 +147,10 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
     score = partition_featurizer(spec.file_name, spec, config.batch_size, task_cpus(spark), columns)
     scoped = with_settings(images, {ARROW_BATCH_KEY: str(arrow_batch_rows(config.batch_size))})
     scored = scoped.mapInPandas(score, scored_schema()).persist(StorageLevel.MEMORY_AND_DISK)
-    with featurize_progress(spark.sparkContext, len(listing.images), "predict"):
+    with featurize_progress(spark.sparkContext, listing.n_readable, "predict"):
         rows_read = scored.count()
 
-    unread = unread_paths(listed_files(spark, listing), scored, rows_read, len(listing.stats))
+    unread = unread_paths(listed_files(spark, listing), scored, rows_read, listing.n_readable)
     errors = error_rows(scored, listing, unread)
     answers = with_answers(scored.where(F.col("error").isNull()), classes, config.top_k)
     answers.write.parquet(output.child(PREDICTIONS_DIR))
@@ -162,8 +162,8 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
     n_errors = spark.read.parquet(output.child(ERRORS_DIR)).count()
     scored.unpersist()
 
-    counts = RunCounts(found=listing.found, images=len(listing.images), featurized=int(stats["rows"]),
-                       errors=int(n_errors), ignored=len(listing.ignored))
+    counts = RunCounts(found=listing.found, images=listing.n_images, featurized=int(stats["rows"]),
+                       errors=int(n_errors), ignored=listing.ignored_count)
     if counts.featurized + counts.errors + counts.ignored != counts.found:
         raise OrchardError(f"internal: counts do not reconcile: {counts}")
     known = int(stats["known"] or 0)
@@ -174,7 +174,7 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
         "output": output.uri,
         "model": {"dir": str(model_dir.resolve()), "sha256": spec.sha256, "classes": len(classes)},
         "counts": {**{("predicted" if k == "featurized" else k): v for k, v in asdict(counts).items()}},
-        "ignored_files": listing.ignored[:100],
+        "ignored_files": listing.ignored,
         "accuracy": {"rows_with_known_label": known,
                      "accuracy": round(int(stats["right"] or 0) / known, 6) if known else None},
         "partitions": partitions,

@@ -90,8 +90,10 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     ONNX model, its input spec read from the graph: see orchard.pipeline.models.resolve_model),
     `featureOutput` (the tensor taken as features, flattened: a graph output or an intermediate
     tensor), `mean`/`std` (float32 inputs: per channel, 0..1 scale, (pixels/255 - mean)/std),
-    `batchSize` (images per inference call, default 8). Rows go to Python in Arrow batches of
-    max(64, batchSize) rows; that setting applies to this transform's own job only (a child
+    `batchSize` (images per inference call, default 8), `largestInput` (bytes of the largest
+    image when known, e.g. from a listing). Rows go to Python in Arrow batches of max(64,
+    batchSize) rows, fewer when that many of the largest image would pass 64 MiB (so memory per
+    task stays bounded whatever the image sizes); that setting applies to this transform's own job only (a child
     session: the result DataFrame belongs to it, the caller's session is not changed).
 
     Raises OrchardError (at `transform`) for an unknown model, a model file that is missing or
@@ -114,22 +116,25 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
                  typeConverter=TypeConverters.toListFloat)
     std = Param(Params._dummy(), "std", "float32 inputs: per-channel standard deviation, 0..1 scale (optional)",
                 typeConverter=TypeConverters.toListFloat)
+    largestInput = Param(Params._dummy(), "largestInput",
+                         "bytes of the largest image, when known: Arrow batches then hold at most 64 MiB of images",
+                         typeConverter=TypeConverters.toInt)
 
     @keyword_only
     def __init__(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
                  modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None, batchSize: int = 8,
                  featureOutput: Optional[str] = None, mean: Optional[List[float]] = None,
-                 std: Optional[List[float]] = None) -> None:
+                 std: Optional[List[float]] = None, largestInput: int = 0) -> None:
         super().__init__()
         self._setDefault(inputCol="content", outputCol="features", errorCol="error",
-                         modelName=DEFAULT_MODEL, batchSize=8)
+                         modelName=DEFAULT_MODEL, batchSize=8, largestInput=0)
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
                   modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None,
                   batchSize: int = 8, featureOutput: Optional[str] = None, mean: Optional[List[float]] = None,
-                  std: Optional[List[float]] = None) -> "ImageFeaturizer":
+                  std: Optional[List[float]] = None, largestInput: int = 0) -> "ImageFeaturizer":
         """Set any of the params; return self."""
         kwargs = {key: value for key, value in self._input_kwargs.items() if value is not None}
         return self._set(**kwargs)
@@ -224,7 +229,8 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         spark = dataset.sparkSession
         ship_model(spark.sparkContext, path, sha256)
         featurize = partition_featurizer(path.name, spec, batch_size, task_cpus(spark), columns)
-        scoped = with_settings(dataset, {ARROW_BATCH_KEY: str(arrow_batch_rows(batch_size))})
+        rows = arrow_batch_rows(batch_size, self.getOrDefault(self.largestInput))
+        scoped = with_settings(dataset, {ARROW_BATCH_KEY: str(rows)})
         featurized = scoped.mapInPandas(featurize, self._output_schema(dataset, columns))
         tagged = F.col(columns.features).alias(columns.features, metadata=features_metadata(spec, sha256))
         return featurized.withColumn(columns.features, tagged)

@@ -12,11 +12,12 @@ hidden when any part of its path below the root starts with `_` or `.` (e.g. `_S
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from orchard.errors import OrchardError
 from orchard.paths import is_local_uri, local_path
@@ -40,32 +41,74 @@ MAX_BINARY_FILE_BYTES = 2**31 - 1  # a Java byte array: the most the binaryFile 
 EMPTY_FILE_REASON = "empty file (0 bytes)"
 
 
+LISTING_COLUMNS = ("path", "size", "mtime_ms", "problem")
+IGNORED_SAMPLE = 100  # ignored file names a listing keeps (the first ones, sorted); all are counted
+LISTING_BATCH = 50_000  # entries gathered in Python lists before they become one Arrow batch
+
+
 @dataclass
 class Listing:
-    """Every file found under the input root (paths relative to it), images and ignored files.
+    """Every file found under the input root (paths relative to it): the images, and a count of
+    the ignored files.
 
-    `images` holds every image entry: those to read and those already known to be error rows
-    (`problems`: relative path -> reason, e.g. a dangling link, a stray image, a file too
-    large); `stats` the (size in bytes, modification time in ms since the epoch) of each
-    readable image, as listed (what runs that grow compare); `split_layout` the layout decided
-    once for the whole input (see decide_layout).
+    The images are one Arrow table (`table`, sorted by path: path string, size int64 bytes,
+    mtime_ms int64 ms since the epoch, problem string), compact whatever the file count: a
+    problem is why an image is an error row without being read (a dangling link, a stray
+    image, an empty or too large file), null for the images Spark reads. `ignored` holds the
+    first IGNORED_SAMPLE ignored names (sorted), `ignored_count` all of them; `split_layout`
+    the layout decided once for the whole input (see decide_layout).
     """
 
     root_uri: str  # the qualified root as Spark's `path` column spells it (unescaped)
-    images: List[str] = field(default_factory=list)
+    table: Any = None  # pyarrow.Table, LISTING_COLUMNS
     ignored: List[str] = field(default_factory=list)
-    problems: Dict[str, str] = field(default_factory=dict)
-    stats: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+    ignored_count: int = 0
     split_layout: bool = False
 
     @property
+    def n_images(self) -> int:
+        return self.table.num_rows
+
+    @property
     def found(self) -> int:
-        return len(self.images) + len(self.ignored)
+        return self.n_images + self.ignored_count
+
+    @property
+    def images(self) -> List[str]:
+        """Every image's relative path, sorted (a Python list: for small inputs and tests)."""
+        return self.table.column("path").to_pylist()
+
+    @property
+    def problems(self) -> Dict[str, str]:
+        """relative path -> reason, for the images that are error rows without being read."""
+        import pyarrow.compute as pc
+
+        rows = self.table.filter(pc.is_valid(self.table["problem"]))
+        return dict(zip(rows.column("path").to_pylist(), rows.column("problem").to_pylist()))
+
+    @property
+    def readable_table(self):
+        """pyarrow.Table(path, size, mtime_ms) of the images Spark reads, sorted by path."""
+        import pyarrow.compute as pc
+
+        return self.table.filter(pc.is_null(self.table["problem"])).select(["path", "size", "mtime_ms"])
+
+    @property
+    def n_readable(self) -> int:
+        return self.table.num_rows - self.table["problem"].null_count
 
     @property
     def readable(self) -> List[str]:
-        """The images Spark reads (not already error rows), sorted."""
-        return [path for path in self.images if path not in self.problems]
+        """The images Spark reads (not already error rows), sorted (a Python list)."""
+        return self.readable_table.column("path").to_pylist()
+
+    @property
+    def largest_image(self) -> int:
+        """The largest readable image's size in bytes (0 when none)."""
+        import pyarrow.compute as pc
+
+        largest = pc.max(self.readable_table["size"]).as_py()
+        return int(largest or 0)
 
     def uri(self, path: str) -> str:
         """The URI Spark reads the image `path` (relative) from (see file_uri)."""
@@ -126,7 +169,7 @@ def walk_local(root: Path) -> Iterator[Entry]:
                 yield Entry(relative, stat.st_size, stat.st_mtime_ns // 1_000_000)
 
 
-def _list_entries(spark, uri: str) -> Tuple[str, List[Entry]]:
+def _list_entries(spark, uri: str) -> Tuple[str, Iterator[Entry]]:
     """(qualified root as Spark spells it, its entries): the local disk through Python (links
     handled, see walk_local), other filesystems through orchard.storage (no glob: the root is
     literal). Raises OrchardError when the root is missing or a file."""
@@ -137,14 +180,14 @@ def _list_entries(spark, uri: str) -> Tuple[str, List[Entry]]:
             raise OrchardError(f"input not found: {uri}")
         if not root.is_dir():
             raise OrchardError(f"input must be a folder of class folders, got a file: {uri}")
-        return f"file:{os.path.normpath(str(root))}", list(walk_local(root))
+        return f"file:{os.path.normpath(str(root))}", walk_local(root)
     if not storage.exists(uri):
         raise OrchardError(f"input not found: {uri}")
     if not storage.is_dir(uri):
         raise OrchardError(f"input must be a folder of class folders, got a file: {uri}")
     root_uri = storage.qualify(uri).rstrip("/")
-    return root_uri, [Entry(info.name, info.size, info.mtime_ms or 0)
-                      for info in storage.list(uri) if not is_hidden(info.name)]
+    return root_uri, (Entry(info.name, info.size, info.mtime_ms or 0)
+                      for info in storage.iter_files(uri) if not is_hidden(info.name))
 
 
 def size_limit(spark) -> int:
@@ -168,11 +211,20 @@ def stray_reason(relative: str, split_layout: bool) -> Optional[str]:
     """Why an image does not fit the layout (None when it does)."""
     depth = relative.count("/") + 1
     if depth == 1:
-        where = "<root>/<Split>/<Class>/" if split_layout else "<root>/<Class>/"
-        return f"image outside a class folder: images must be in {where}"
+        return _stray_reasons(split_layout)[1]
     if split_layout and depth == 2:
-        return "image outside a class folder: this input has split folders, images must be in <root>/<Split>/<Class>/"
+        return _stray_reasons(split_layout)[2]
     return None
+
+
+def _stray_reasons(split_layout: bool) -> Dict[int, str]:
+    """depth -> why an image that deep does not fit the layout."""
+    where = "<root>/<Split>/<Class>/" if split_layout else "<root>/<Class>/"
+    reasons = {1: f"image outside a class folder: images must be in {where}"}
+    if split_layout:
+        reasons[2] = ("image outside a class folder: this input has split folders, images must be in "
+                      "<root>/<Split>/<Class>/")
+    return reasons
 
 
 def list_input(spark, uri: str) -> Listing:
@@ -182,40 +234,77 @@ def list_input(spark, uri: str) -> Listing:
     the dataset and not counted. Images are files with an extension in IMAGE_EXTENSIONS; the
     others are ignored (counted). Images that cannot be read (dangling links, link loops,
     images outside class folders, empty files, files over the size limit) are listed with
-    their reason in `problems` and become error rows.
+    their reason (`problem`) and become error rows. The driver's memory holds the listing as
+    Arrow columns (about 60 bytes an image), never Python objects per file.
     """
+    import pyarrow as pa
+
     root_uri, entries = _list_entries(spark, uri)
     listing = Listing(root_uri=root_uri)
     limit = size_limit(spark)
+    batches = []
+    batch: Dict[str, list] = {name: [] for name in LISTING_COLUMNS}
     for entry in entries:
         if entry.problem is None and not is_image_name(entry.relative):
-            listing.ignored.append(entry.relative)
+            _keep_ignored(listing, entry.relative)
             continue
-        listing.images.append(entry.relative)
-        if entry.problem is not None:
-            listing.problems[entry.relative] = entry.problem
-        elif entry.size == 0:
-            listing.problems[entry.relative] = EMPTY_FILE_REASON
-        elif entry.size > limit:
-            listing.problems[entry.relative] = f"file too large ({entry.size} bytes, limit {limit})"
-        else:
-            listing.stats[entry.relative] = (entry.size, entry.mtime_ms)
-    if not listing.images:
+        problem = entry.problem
+        if problem is None and entry.size == 0:
+            problem = EMPTY_FILE_REASON
+        elif problem is None and entry.size > limit:
+            problem = f"file too large ({entry.size} bytes, limit {limit})"
+        for name, value in zip(LISTING_COLUMNS, (entry.relative, entry.size, entry.mtime_ms, problem)):
+            batch[name].append(value)
+        if len(batch["path"]) >= LISTING_BATCH:
+            batches.append(_listing_batch(batch))
+    batches.append(_listing_batch(batch))
+    table = pa.Table.from_batches(batches).sort_by("path")
+    if table.num_rows == 0:
         raise OrchardError(
             f"no images under {uri} ({listing.found} files found, none ending in "
             f"{', '.join(IMAGE_EXTENSIONS)}); expected <root>/<Split>/<Class>/<image>"
         )
-    listing.images.sort()
-    listing.ignored.sort()
-    listing.split_layout = decide_layout([p for p in listing.images if p not in listing.problems])
-    for path in listing.readable:
-        reason = stray_reason(path, listing.split_layout)
-        if reason:
-            listing.problems[path] = reason
-            del listing.stats[path]
+    listing.table, listing.split_layout = _mark_strays(table)
     log.info("found %d files under %s: %d images (%d error rows already), %d ignored",
-             listing.found, listing.root_uri, len(listing.images), len(listing.problems), len(listing.ignored))
+             listing.found, listing.root_uri, listing.n_images, listing.n_images - listing.n_readable,
+             listing.ignored_count)
     return listing
+
+
+def _keep_ignored(listing: Listing, relative: str) -> None:
+    """Count an ignored file; keep its name when among the first IGNORED_SAMPLE (sorted)."""
+    listing.ignored_count += 1
+    if len(listing.ignored) < IGNORED_SAMPLE or relative < listing.ignored[-1]:
+        bisect.insort(listing.ignored, relative)
+        del listing.ignored[IGNORED_SAMPLE:]
+
+
+def _listing_batch(batch: Dict[str, list]):
+    """One Arrow RecordBatch of LISTING_COLUMNS from `batch` (emptied)."""
+    import pyarrow as pa
+
+    types = {"path": pa.string(), "size": pa.int64(), "mtime_ms": pa.int64(), "problem": pa.string()}
+    record = pa.RecordBatch.from_arrays([pa.array(batch[name], types[name]) for name in LISTING_COLUMNS],
+                                        names=list(LISTING_COLUMNS))
+    for values in batch.values():
+        values.clear()
+    return record
+
+
+def _mark_strays(table) -> Tuple[Any, bool]:
+    """(table with a problem on the readable images that do not fit the layout, the layout):
+    the layout is decided once from the readable images (see decide_layout)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    depth = pc.add(pc.count_substring(table["path"], "/"), 1)
+    readable = pc.is_null(table["problem"])
+    split_layout = bool(pc.any(pc.and_(readable, pc.greater_equal(depth, 3))).as_py())
+    problem = table["problem"]
+    for level, reason in _stray_reasons(split_layout).items():
+        stray = pc.and_(pc.is_null(problem), pc.equal(depth, level))
+        problem = pc.if_else(stray, pa.scalar(reason, pa.string()), problem)
+    return table.set_column(table.schema.get_field_index("problem"), "problem", problem), split_layout
 
 
 def file_size(spark, uri: str) -> int:
@@ -340,5 +429,5 @@ def load_images(spark, uri: str, partitions: Optional[int] = None):
     Raises OrchardError when `uri` does not exist, is a file, or holds no image.
     """
     listing = list_input(spark, uri)
-    count = partitions or choose_partitions(len(listing.images), planned_cores(spark))
+    count = partitions or choose_partitions(listing.n_readable, planned_cores(spark))
     return read_images(spark, listing, count)

@@ -168,16 +168,17 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         if staged:  # a killed run's chunks: their files are done, unless changed since
             staged_index = read_parquet(spark, commits, staged, None).select("path", "size", "mtime_ms")
             known = base_index.join(staged_index.select("path"), "path", "left_anti").unionByName(staged_index)
-        changes = compare(listed, base_index) if base else Changes(new=len(listing.stats))
+        changes = compare(listed, base_index) if base else Changes(new=listing.n_readable)
         todo = to_do(listed, known).persist()
         n_todo = todo.count()
         chunk_images = config.chunk_images or default_chunk_images(cores)
         partitions = config.partitions or choose_partitions(max(1, min(n_todo, chunk_images)), cores)
     featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
-                                 featureOutput=spec.output_name, mean=spec.mean, std=spec.std)
+                                 featureOutput=spec.output_name, mean=spec.mean, std=spec.std,
+                                 largestInput=listing.largest_image)
     single = not base and not staged and n_todo <= chunk_images  # a first run in one go: no staging
     with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, n_todo):
-        log.info("featurizing %d of %d images in %d partitions on %d cores (%s)", n_todo, len(listing.images),
+        log.info("featurizing %d of %d images in %d partitions on %d cores (%s)", n_todo, listing.n_images,
                  partitions, cores, "one chunk" if single else f"chunks of {chunk_images}")
         if single:
             featurized = featurizer.transform(read_images(spark, listing, partitions))
@@ -219,8 +220,8 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         featurized.unpersist()
     kill_point("write")
 
-    counts = RunCounts(found=listing.found, images=len(listing.images), featurized=total_ok,
-                       errors=int(n_errors), ignored=len(listing.ignored))
+    counts = RunCounts(found=listing.found, images=listing.n_images, featurized=total_ok,
+                       errors=int(n_errors), ignored=listing.ignored_count)
     if counts.featurized + counts.errors + counts.ignored != counts.found:
         raise OrchardError(f"internal: counts do not reconcile: {counts}")
     history = list(base.history) if base else []
@@ -236,7 +237,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         input=listing.root_uri,
         output=output.uri,
         counts=counts,
-        ignored_files=listing.ignored[:100],
+        ignored_files=listing.ignored,
         model={"name": spec.name, "sha256": model_sha, "file": str(model_path),
                "feature_dim": spec.feature_dim, "input": spec.input_text(), "output": spec.output_name},
         pca=_pca_record(pca, config) if refit or not pca else {**_pca_record(pca, config), "model": pca_name},

@@ -215,16 +215,17 @@ class LocalFiles:
         return local_path(uri).is_dir()
 
     def list(self, uri: str) -> List[FileInfo]:
+        return sorted(self.iter_files(uri), key=lambda info: info.name)
+
+    def iter_files(self, uri: str) -> Iterator[FileInfo]:
         root = local_path(uri)
-        found = []
         for folder, _, names in os.walk(root):
             for name in names:
                 path = Path(folder) / name
                 if path.is_file():
                     stat = path.stat()
-                    found.append(FileInfo(path.relative_to(root).as_posix(), stat.st_size,
-                                          mtime_ms=int(stat.st_mtime * 1000)))
-        return sorted(found, key=lambda info: info.name)
+                    yield FileInfo(path.relative_to(root).as_posix(), stat.st_size,
+                                   mtime_ms=stat.st_mtime_ns // 1_000_000)
 
     def list_names(self, uri: str) -> List[str]:
         return sorted(p.name for p in local_path(uri).iterdir())
@@ -352,15 +353,16 @@ class S3Files:
                 raise
 
     def list(self, uri: str) -> List[FileInfo]:
-        found = []
+        return sorted(self.iter_files(uri), key=lambda info: info.name)
+
+    def iter_files(self, uri: str) -> Iterator[FileInfo]:
         for prefix, page in self._pages(uri):
             for item in page.get("Contents", []):
                 if not item["Key"].endswith("/"):  # not a folder marker
                     modified = item.get("LastModified")
-                    found.append(FileInfo(item["Key"][len(prefix):], int(item["Size"]),
-                                          etag=str(item.get("ETag", "")).strip('"'),
-                                          mtime_ms=int(modified.timestamp() * 1000) if modified else None))
-        return sorted(found, key=lambda info: info.name)
+                    yield FileInfo(item["Key"][len(prefix):], int(item["Size"]),
+                                   etag=str(item.get("ETag", "")).strip('"'),
+                                   mtime_ms=int(modified.timestamp() * 1000) if modified else None)
 
     def list_names(self, uri: str) -> List[str]:
         names = set()
@@ -484,19 +486,19 @@ class HadoopFiles:
         return bool(fs.exists(path) and fs.getFileStatus(path).isDirectory())
 
     def list(self, uri: str) -> List[FileInfo]:
+        return sorted(self.iter_files(uri), key=lambda info: info.name)
+
+    def iter_files(self, uri: str) -> Iterator[FileInfo]:
         path, fs = self._fs(uri)
         if not fs.exists(path):
-            return []
+            return
         root = fs.makeQualified(path)
         root_text = str(root.toUri().getPath()).rstrip("/")
-        found = []
         files = fs.listFiles(root, True)
         while files.hasNext():
             status = files.next()
             full = str(status.getPath().toUri().getPath())
-            found.append(FileInfo(full[len(root_text) + 1:], int(status.getLen()),
-                                  mtime_ms=int(status.getModificationTime())))
-        return sorted(found, key=lambda info: info.name)
+            yield FileInfo(full[len(root_text) + 1:], int(status.getLen()), mtime_ms=int(status.getModificationTime()))
 
     def list_names(self, uri: str) -> List[str]:
         path, fs = self._fs(uri)
@@ -626,6 +628,11 @@ class Storage:
         """Every file below the folder `uri`, recursively, sorted by relative name, hidden files
         included; [] when `uri` does not exist."""
         return self.backend(uri).list(uri)
+
+    def iter_files(self, uri: str) -> Iterator[FileInfo]:
+        """Every file below the folder `uri`, recursively, in no set order, hidden files included,
+        one at a time (memory does not grow with the file count); nothing when `uri` does not exist."""
+        return self.backend(uri).iter_files(uri)
 
     def list_names(self, uri: str) -> List[str]:
         """Names directly inside the folder `uri` (files and folders), sorted."""
