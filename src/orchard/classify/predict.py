@@ -147,7 +147,7 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
     score = partition_featurizer(spec.file_name, spec, config.batch_size, task_cpus(spark), columns)
     scoped = with_settings(images, {ARROW_BATCH_KEY: str(arrow_batch_rows(config.batch_size))})
     scored = scoped.mapInPandas(score, scored_schema()).persist(StorageLevel.MEMORY_AND_DISK)
-    with featurize_progress(spark.sparkContext, listing.n_readable, "predict"):
+    with featurize_progress(spark.sparkContext, listing.n_images, "predict"):
         rows_read = scored.count()
 
     unread = unread_paths(listed_files(spark, listing), scored, rows_read, listing.n_readable)

@@ -259,6 +259,7 @@ def list_input(spark, uri: str) -> Listing:
             batches.append(_listing_batch(batch))
     batches.append(_listing_batch(batch))
     table = pa.Table.from_batches(batches).sort_by("path")
+    listing.table = table
     if table.num_rows == 0:
         raise OrchardError(
             f"no images under {uri} ({listing.found} files found, none ending in "
