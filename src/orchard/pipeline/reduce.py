@@ -61,17 +61,34 @@ def choose_k(explained_ratios: List[float], target: float) -> int:
 ZERO_VARIANCE_RATIO = 1e-9  # total variance below this fraction of the mean's squared norm: zero
 
 
+SAMPLE_ROWS = 1000  # rows of the cheap first look of has_zero_variance
+CLEARLY_SPREAD_RATIO = 1e-3  # a sample this spread settles it (1e6 x ZERO_VARIANCE_RATIO)
+
+
 def has_zero_variance(vectors) -> bool:
     """True when the vectors (a frame with VECTOR_COLUMN) are all the same, up to float noise:
     their total variance is below ZERO_VARIANCE_RATIO of their mean's squared norm (Spark's PCA
-    then gives NaN ratios, or ratios of noise). One pass over the vectors."""
+    then gives NaN ratios, or ratios of noise).
+
+    First the SAMPLE_ROWS first rows (one short job): the whole set's sum of squared deviations
+    is at least a sample's, so a sample with a relative variance above CLEARLY_SPREAD_RATIO
+    (any real set of images: ~0.1) means the whole set is spread too (for up to 1e6 x
+    SAMPLE_ROWS rows); only otherwise one pass over every vector decides.
+    """
+    if _relative_variance(vectors.limit(SAMPLE_ROWS)) > CLEARLY_SPREAD_RATIO:
+        return False
+    return not _relative_variance(vectors) > ZERO_VARIANCE_RATIO
+
+
+def _relative_variance(vectors) -> float:
+    """Total variance / the mean's squared norm of the vectors (nan when not finite)."""
     from pyspark.ml.stat import Summarizer
     from pyspark.sql import functions as F
 
     summary = vectors.select(Summarizer.metrics("mean", "variance").summary(F.col(VECTOR_COLUMN)).alias("s")).first().s
     total = float(np.sum(summary.variance.toArray()))
     scale = float(np.sum(np.square(summary.mean.toArray())))
-    return not math.isfinite(total) or total <= ZERO_VARIANCE_RATIO * max(scale, 1e-30)
+    return total / max(scale, 1e-30) if math.isfinite(total) else math.nan
 
 
 def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -> PcaResult:
