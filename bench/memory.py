@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,7 @@ def _cmdline(pid: int) -> str:
 
 def measure_run(data: Path, output: Path, model: Path, env: Dict[str, str]) -> Dict[str, int]:
     """Peak RSS (MB) of a whole `orchard run`'s driver Python, JVM and Python workers."""
+    shutil.rmtree(output, ignore_errors=True)
     command = [sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
                "--model-path", str(model), "--master", "local[2]", "--quiet"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -114,3 +114,27 @@ def test_a_glob_root_with_colons_lists_only_its_own_files(spark, sample_dir, tmp
     assert listing.images == ["Grade:A/12:30:45.jpg", "Grade:A/empty.jpg"]
     assert listing.problems == {"Grade:A/empty.jpg": "empty file (0 bytes)"}
     assert listing.uri("Grade:A/12:30:45.jpg").startswith("file:/")
+
+
+def test_the_listing_is_columns_with_sizes_times_and_a_bounded_sample_of_ignored_names(spark, sample_dir, tmp_path):
+    from orchard.pipeline.load import IGNORED_SAMPLE, LISTING_COLUMNS
+
+    image = next((sample_dir / "Training").rglob("*.jpg"))
+    folder = tmp_path / "data" / "Training" / "Apple"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        shutil.copyfile(image, folder / f"{i}.jpg")
+    (folder / "empty.jpg").write_bytes(b"")
+    (tmp_path / "data" / "stray.jpg").write_bytes(image.read_bytes())
+    for i in range(IGNORED_SAMPLE + 50):
+        (folder / f"note{i:03d}.txt").write_text("x")
+    listing = list_input(spark, str(tmp_path / "data"))
+    assert tuple(listing.table.column_names) == LISTING_COLUMNS and listing.table.num_rows == 5
+    assert listing.ignored_count == IGNORED_SAMPLE + 50 and listing.found == IGNORED_SAMPLE + 55
+    assert listing.ignored == [f"Training/Apple/note{i:03d}.txt" for i in range(IGNORED_SAMPLE)]
+    assert listing.readable == [f"Training/Apple/{i}.jpg" for i in range(3)]
+    assert set(listing.problems) == {"Training/Apple/empty.jpg", "stray.jpg"}
+    readable = listing.readable_table.to_pylist()
+    stat = (folder / "0.jpg").stat()
+    assert readable[0] == {"path": "Training/Apple/0.jpg", "size": stat.st_size, "mtime_ms": stat.st_mtime_ns // 10**6}
+    assert listing.largest_image == image.stat().st_size

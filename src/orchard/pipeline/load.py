@@ -51,7 +51,7 @@ class Listing:
     """Every file found under the input root (paths relative to it): the images, and a count of
     the ignored files.
 
-    The images are one Arrow table (`table`, sorted by path: path string, size int64 bytes,
+    The images are one Arrow table (`table`, in listing order: path string, size int64 bytes,
     mtime_ms int64 ms since the epoch, problem string), compact whatever the file count: a
     problem is why an image is an error row without being read (a dangling link, a stray
     image, an empty or too large file), null for the images Spark reads. `ignored` holds the
@@ -76,7 +76,7 @@ class Listing:
     @property
     def images(self) -> List[str]:
         """Every image's relative path, sorted (a Python list: for small inputs and tests)."""
-        return self.table.column("path").to_pylist()
+        return sorted(self.table.column("path").to_pylist())
 
     @property
     def problems(self) -> Dict[str, str]:
@@ -88,10 +88,14 @@ class Listing:
 
     @property
     def readable_table(self):
-        """pyarrow.Table(path, size, mtime_ms) of the images Spark reads, sorted by path."""
+        """pyarrow.Table(path, size, mtime_ms) of the images Spark reads, in listing order (no
+        copy when every image is readable)."""
         import pyarrow.compute as pc
 
-        return self.table.filter(pc.is_null(self.table["problem"])).select(["path", "size", "mtime_ms"])
+        columns = ["path", "size", "mtime_ms"]
+        if self.table["problem"].null_count == self.table.num_rows:
+            return self.table.select(columns)
+        return self.table.filter(pc.is_null(self.table["problem"])).select(columns)
 
     @property
     def n_readable(self) -> int:
@@ -100,7 +104,7 @@ class Listing:
     @property
     def readable(self) -> List[str]:
         """The images Spark reads (not already error rows), sorted (a Python list)."""
-        return self.readable_table.column("path").to_pylist()
+        return sorted(self.readable_table.column("path").to_pylist())
 
     @property
     def largest_image(self) -> int:
@@ -258,7 +262,7 @@ def list_input(spark, uri: str) -> Listing:
         if len(batch["path"]) >= LISTING_BATCH:
             batches.append(_listing_batch(batch))
     batches.append(_listing_batch(batch))
-    table = pa.Table.from_batches(batches).sort_by("path")
+    table = pa.Table.from_batches(batches)
     listing.table = table
     if table.num_rows == 0:
         raise OrchardError(
@@ -266,6 +270,7 @@ def list_input(spark, uri: str) -> Listing:
             f"{', '.join(IMAGE_EXTENSIONS)}); expected <root>/<Split>/<Class>/<image>"
         )
     listing.table, listing.split_layout = _mark_strays(table)
+    pa.default_memory_pool().release_unused()  # the batches' and strays' temporary buffers
     log.info("found %d files under %s: %d images (%d error rows already), %d ignored",
              listing.found, listing.root_uri, listing.n_images, listing.n_images - listing.n_readable,
              listing.ignored_count)
