@@ -138,3 +138,14 @@ def test_the_listing_is_columns_with_sizes_times_and_a_bounded_sample_of_ignored
     stat = (folder / "0.jpg").stat()
     assert readable[0] == {"path": "Training/Apple/0.jpg", "size": stat.st_size, "mtime_ms": stat.st_mtime_ns // 10**6}
     assert listing.largest_image == image.stat().st_size
+
+
+def test_n_readable_counts_the_images_without_a_problem():
+    import pyarrow as pa
+
+    from orchard.pipeline.load import Listing
+
+    table = pa.table({"path": ["a.jpg", "b.jpg", "c.jpg"], "size": [1, 0, 3], "mtime_ms": [1, 2, 3],
+                      "problem": [None, "empty file", None]})
+    listing = Listing(root_uri="file:/x", table=table)
+    assert listing.n_readable == 2 == listing.readable_table.num_rows
