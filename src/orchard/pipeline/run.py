@@ -27,6 +27,7 @@ from orchard.pipeline.load import (
     with_label_and_split,
 )
 from orchard.pipeline.models import resolve_model
+from orchard.pipeline.quantize import listing_calibration, precision_record
 from orchard.pipeline.record import RunCounts, RunRecord
 from orchard.pipeline.reduce import VariancePCA, VariancePCAModel
 from orchard.pipeline.write import (
@@ -134,7 +135,12 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     output = Output(spark, config.output)
     output.prepare(config.overwrite)
     featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
-                                 featureOutput=spec.output_name, mean=spec.mean, std=spec.std)
+                                 featureOutput=spec.output_name, mean=spec.mean, std=spec.std,
+                                 precision=config.precision)
+    int8 = None
+    if config.precision == names.PRECISION_INT8:  # calibrated on the input, once, on the driver
+        with timer.stage(names.STAGE_QUANTIZE):
+            int8 = featurizer.quantize(listing_calibration(spark, listing))
     featurized = featurizer.transform(images).persist(StorageLevel.MEMORY_AND_DISK)
     with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, len(listing.images)):
         log.info("featurizing %d images in %d partitions on %d cores", len(listing.images), partitions, cores)
@@ -187,7 +193,8 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         counts=counts,
         ignored_files=listing.ignored[:100],
         model={"name": spec.name, "sha256": model_sha, "file": str(model_path),
-               "feature_dim": spec.feature_dim, "input": spec.input_text(), "output": spec.output_name},
+               "feature_dim": spec.feature_dim, "input": spec.input_text(), "output": spec.output_name,
+               **precision_record(config.precision, int8)},
         pca=_pca_record(pca, config),
         partitions=partitions,
         cores=cores,
