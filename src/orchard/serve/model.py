@@ -16,7 +16,7 @@ from orchard.errors import OrchardError
 from orchard.names import PRECISION_FP32, PRECISION_INT8
 from orchard.pipeline.config import check_precision
 from orchard.pipeline.models import ModelSpec, onnx_session, sha256_of
-from orchard.pipeline.quantize import Int8Model, demo_calibration, int8_model
+from orchard.pipeline.quantize import CALIBRATION_IMAGES, Int8Model, demo_calibration, int8_model
 
 
 def int8_fruit_model(path: Path) -> Int8Model:
@@ -27,7 +27,7 @@ def int8_fruit_model(path: Path) -> Int8Model:
     spec = ModelSpec(name="fruit", file_name=path.name, sha256="", url="", input_name=INPUT_NAME,
                      output_name=OUTPUT_NAME, image_size=size, layout="NHWC", dtype="uint8", feature_dim=0,
                      description="an exported fruit classifier")
-    return int8_model(spec, path, sha256_of(path), demo_calibration(), exclude_prefix=PREFIX)
+    return int8_model(spec, path, sha256_of(path), demo_calibration(CALIBRATION_IMAGES), exclude_prefix=PREFIX)
 
 
 class FruitModel:
