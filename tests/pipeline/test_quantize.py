@@ -44,7 +44,7 @@ def test_int8_features_stay_close_to_fp32(quantized):
     low = np.stack(infer(onnx_session(str(int8.path)), spec, pixels, 8))
     assert low.shape == fp32.shape == (8, 1280) and low.dtype == np.float32
     cosine = (fp32 * low).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(low, axis=1))
-    assert cosine.min() > 0.9, cosine  # measured: mean 0.98, min 0.93 over the sample's 1,920 images
+    assert cosine.min() > 0.9, cosine  # measured here: >= 0.97; mean 0.98, min 0.89 over the 1,920 of the sample
     assert not np.array_equal(fp32, low)  # it is another model
 
 
