@@ -273,6 +273,9 @@ def main() -> None:
     for name in ("sample", "bench"):
         stages = ", ".join(f"{k} {v:.1f}" for k, v in rounds[-1]["runs"][name]["stages"].items())
         print(f"stages of the last round ({name}, s): {stages}")
+        if args.int8:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in rounds[-1]["int8"]["runs"][name]["stages"].items())
+            print(f"stages of the last round ({name}, int8, s): {stages}")
     if args.json:
         print(json.dumps(rounds, indent=2))
 

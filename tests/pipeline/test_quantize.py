@@ -134,3 +134,20 @@ def test_a_run_in_int8_records_its_precision_and_int8_model(spark, sample_dir, m
     assert record.seconds["quantize"] > 0 and "quantize" in record.stage_started_at
     features = np.array(pq.read_table(tmp_path / "out" / "features").column("features").to_pylist())
     assert features.shape == (12, 1280) and np.isfinite(features).all()
+
+
+@pytest.mark.slow
+def test_the_featurizer_in_int8_calibrates_on_its_input_and_keeps_the_setting(spark, model_file, tmp_path):
+    from orchard.pipeline.featurize import ImageFeaturizer, features_origin
+
+    images = spark.read.format("binaryFile").load([str(f) for f in DEMO_FILES[::20]])
+    featurizer = ImageFeaturizer(modelPath=str(model_file), precision="int8")
+    featurized = featurizer.transform(images)
+    rows = featurized.select("features", "error").collect()
+    assert len(rows) == len(DEMO_FILES[::20]) and all(r.error is None and len(r.features) == 1280 for r in rows)
+    int8_files = list((tmp_path / "cache" / "models" / "int8").glob("*.int8.onnx"))
+    assert len(int8_files) == 1 and features_origin(featurized, "features")["sha256"] == sha256_of(int8_files[0])
+    featurizer.write().save(str(tmp_path / "featurizer"))
+    assert ImageFeaturizer.load(str(tmp_path / "featurizer")).getPrecision() == "int8"
+    with pytest.raises(OrchardError, match="unknown precision"):
+        ImageFeaturizer(modelPath=str(model_file), precision="fp16").transform(images)

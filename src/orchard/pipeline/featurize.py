@@ -30,7 +30,14 @@ from orchard.pipeline.inference import (
 )
 from orchard.pipeline.graph import runnable_path
 from orchard.pipeline.models import ModelSpec, resolve_model
-from orchard.pipeline.quantize import CALIBRATION_IMAGES, Calibration, Int8Model, calibration_of, int8_model
+from orchard.pipeline.quantize import (
+    CALIBRATION_IMAGES,
+    Calibration,
+    Int8Model,
+    calibration_of,
+    demo_calibration,
+    int8_model,
+)
 from orchard.pipeline.sessions import with_settings
 from orchard.spark.session import task_cpus
 
@@ -96,14 +103,14 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     tensor), `mean`/`std` (float32 inputs: per channel, 0..1 scale, (pixels/255 - mean)/std),
     `batchSize` (images per inference call, default 8), `precision` ("fp32", default, or "int8":
     the model statically quantized by ONNX Runtime, see orchard.pipeline.quantize, calibrated on
-    the images given to `quantize(calibration)`, else on the first 300 rows of the input, and
-    cached; the features' metadata then names the int8 file's sha256). Rows go to Python in Arrow batches of
-    max(64, batchSize) rows; that setting applies to this transform's own job only (a child
+    the images given to `quantize(calibration)`, else on the first 300 rows of the input (the
+    demo set when it has none), and cached; the features' metadata then names the int8 file's
+    sha256). Rows go to Python in Arrow batches of max(64, batchSize) rows; that setting applies to this transform's own job only (a child
     session: the result DataFrame belongs to it, the caller's session is not changed).
 
     Raises OrchardError (at `transform`) for an unknown model, a model file that is missing or
     not the registered one, a graph that does not fit (input rank, dtype, no such output), a missing input column or one of another type, output columns
-    that already exist, an unknown precision, and int8 calibration images that do not decode.
+    that already exist, an unknown precision, and int8 calibration images none of which decodes.
     """
 
     errorCol = Param(Params._dummy(), "errorCol", "error column name (null when featurized)",
@@ -208,8 +215,11 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         return int8_model(spec, path, sha256, calibration)
 
     def _int8(self, dataset, columns: FrameColumns, spec: ModelSpec, path: Path, sha256: str) -> Int8Model:
-        calibration = self._calibration or calibration_of(
-            input_sample(dataset, columns, CALIBRATION_IMAGES), f"the input's first {CALIBRATION_IMAGES} rows")
+        calibration = self._calibration
+        if calibration is None:
+            images = input_sample(dataset, columns, CALIBRATION_IMAGES)
+            calibration = (calibration_of(images, f"the input's first {len(images)} rows") if images
+                           else demo_calibration())
         return int8_model(spec, path, sha256, calibration)
 
     def _columns(self, dataset) -> FrameColumns:
