@@ -1,6 +1,6 @@
 """Throughput of `orchard run` against a bare ONNX Runtime loop, on the same images, in one run.
 
-    python bench/throughput.py [--shared ../shared] [--repeat 3] [--threads 2] [--batch-size 8]
+    python bench/throughput.py [--shared ../shared] [--repeat 3] [--threads 2] [--batch-size 8] [--no-int8]
 
 Each round times, back to back: a bare loop (read + decode + resize + infer of the bench
 images, batches of --batch-size, ONNX Runtime with --threads intra-op threads, no Spark), then
@@ -9,9 +9,14 @@ bench set (6,480 images). From each round:
     marginal images/s = (n_bench - n_sample) / (t_bench - t_sample)
     fixed start-up s  = t_sample - n_sample / marginal
     ratio             = marginal / bare loop images/s
+With int8 (the default; --no-int8 leaves it out), each round also times the bare loop with the
+int8 model (orchard.pipeline.quantize, calibrated as `orchard run --precision int8` calibrates on
+the bench set) and `orchard run --precision int8` on both sets, right after the fp32 ones:
+    int8 bare / fp32 bare            the bare loops' speed ratio
+    int8 marginal / int8 bare loop   orchard's int8 rate against its own bare loop
 The machine's speed drifts by 10-20% over minutes, so the ratio is taken within a round (the
 three timings a minute apart) and the summary is the median round. One untimed `orchard run`
-comes first (it records the JVM class archive if there is none yet, see orchard.spark.classarchive,
+(and one per int8 set) comes first (it records the JVM class archive if there is none yet, see orchard.spark.classarchive,
 and fills the OS file cache). Prints a table; `--json` adds the raw data.
 """
 from __future__ import annotations
@@ -106,14 +111,47 @@ def orchard_run(dataset: Path, model_file: Path, output: Path, extra: List[str],
     return {"wall": wall, "images": record["counts"]["featurized"], "stages": record["seconds"]}
 
 
+def bare_rates_of(args, files: List[Path], model_file: Path) -> Dict[str, float]:
+    """Images/s of each bare loop variant ("PxT") with `model_file`."""
+    return {f"{n}x{threads_per_process(args.threads, n)}":
+            len(files) / bare_loops(files, model_file, args.threads, args.batch_size, n)
+            for n in args.bare_processes}
+
+
+def int8_file(dataset: Path, model_file: Path) -> Path:
+    """The int8 model `orchard run --precision int8` runs on `dataset` (the same calibration set:
+    orchard.pipeline.quantize.listing_calibration's choice among the sorted relative paths)."""
+    from orchard.pipeline.models import resolve_model
+    from orchard.pipeline.quantize import CALIBRATION_IMAGES, calibration_of, int8_model, spread
+
+    spec, path, sha256 = resolve_model(None, str(model_file))
+    relative = sorted(p.relative_to(dataset).as_posix() for p in image_files(dataset))
+    chosen = spread(relative, CALIBRATION_IMAGES)
+    calibration = calibration_of(((dataset / name).read_bytes() for name in chosen), "the bench set")
+    return int8_model(spec, path, sha256, calibration).path
+
+
+def int8_round(args, files: List[Path], datasets: Dict[str, Path], model_file: Path, tmp: Path,
+               fp32: Dict) -> Dict:
+    """The int8 bare loops and `orchard run --precision int8` on both sets; ratios to fp32's."""
+    bare_rates = bare_rates_of(args, files, int8_file(datasets["bench"], model_file))
+    extra = [*args.run_args, "--precision", "int8"]
+    runs = {name: orchard_run(dataset, model_file, tmp / f"int8-{name}", extra) for name, dataset in datasets.items()}
+    result = {"bare_rates": bare_rates, "runs": runs, **rates(runs)}
+    result["vs_fp32"] = {v: rate / fp32["bare_rates"][v] for v, rate in bare_rates.items()}
+    result["ratios"] = {v: result["marginal"] / rate for v, rate in bare_rates.items()}
+    return result
+
+
 def one_round(args, files: List[Path], datasets: Dict[str, Path], model_file: Path, tmp: Path) -> Dict:
-    """The bare loops, then `orchard run` on the sample and on the bench set; derived rates."""
-    bare_rates = {f"{n}x{threads_per_process(args.threads, n)}":
-                  len(files) / bare_loops(files, model_file, args.threads, args.batch_size, n)
-                  for n in args.bare_processes}
+    """The bare loops, then `orchard run` on the sample and on the bench set; derived rates;
+    then the same in int8 (unless --no-int8)."""
+    bare_rates = bare_rates_of(args, files, model_file)
     runs = {name: orchard_run(dataset, model_file, tmp / name, args.run_args) for name, dataset in datasets.items()}
     result = {"bare_rates": bare_rates, "runs": runs, **rates(runs)}
     result["ratios"] = {name: result["marginal"] / rate for name, rate in bare_rates.items()}
+    if args.int8:
+        result["int8"] = int8_round(args, files, datasets, model_file, tmp, result)
     if args.baseline_src:  # the same runs with another checkout's orchard, right after
         base = {name: orchard_run(dataset, model_file, tmp / f"base-{name}", args.run_args, args.baseline_src)
                 for name, dataset in datasets.items()}
@@ -151,6 +189,28 @@ def print_table(rounds: List[Dict], n_bare: int) -> None:
     print(f"fixed start-up cost  = {statistics.median(r['fixed'] for r in rounds):.1f} s   (target < 15 s)")
 
 
+def print_int8_table(rounds: List[Dict]) -> None:
+    """int8 against fp32, one line per round (and the median): bare loops, orchard's int8 runs."""
+    variants = list(rounds[0]["int8"]["bare_rates"])
+    columns = ([f"int8 bare {v}" for v in variants] + [f"int8/fp32 bare {v}" for v in variants]
+               + ["int8 sample s", "int8 bench s", "int8 marginal"] + [f"marginal/int8 bare {v}" for v in variants]
+               + ["int8 fixed s"])
+    table = [[r["int8"]["bare_rates"][v] for v in variants] + [r["int8"]["vs_fp32"][v] for v in variants]
+             + [r["int8"]["runs"]["sample"]["wall"], r["int8"]["runs"]["bench"]["wall"], r["int8"]["marginal"]]
+             + [r["int8"]["ratios"][v] for v in variants] + [r["int8"]["fixed"]] for r in rounds]
+    if len(table) > 1:
+        table.append([statistics.median(column) for column in zip(*table)])
+    print(f"\nint8 (img/s, s):\n{'round':>6} " + " ".join(f"{c:>{max(len(c), 7)}}" for c in columns))
+    for number, values in enumerate(table, 1):
+        label = str(number) if number <= len(rounds) else "median"
+        print(f"{label:>6} " + " ".join(f"{v:>{max(len(c), 7)}.{2 if '/' in c else 1}f}"
+                                         for c, v in zip(columns, values)))
+    for v in variants:
+        print(f"int8 bare / fp32 bare {v} = {statistics.median(r['int8']['vs_fp32'][v] for r in rounds):.2f}   "
+              f"(target >= 2); int8 marginal / int8 bare {v} = "
+              f"{statistics.median(r['int8']['ratios'][v] for r in rounds):.2f}   (target >= 0.9)")
+
+
 def print_baseline(rounds: List[Dict], src: Path) -> None:
     """This checkout against the baseline checkout, run for run in the same rounds."""
     print(f"\nagainst the baseline ({src}), same rounds:")
@@ -179,6 +239,8 @@ def main() -> None:
     parser.add_argument("--baseline-src", type=Path, metavar="DIR",
                         help="another checkout's src/ folder: its `orchard run` is timed in every round too, "
                              "right after this one's (e.g. a worktree of the previous release)")
+    parser.add_argument("--no-int8", dest="int8", action="store_false",
+                        help="fp32 only: no int8 bare loops nor `orchard run --precision int8`")
     parser.add_argument("--json", action="store_true", help="also print the raw measurements")
     parser.add_argument("run_args", nargs="*", help="extra `orchard run` options, after --")
     args = parser.parse_args()
@@ -193,6 +255,8 @@ def main() -> None:
         tmp = Path(folder)
         # not counted: records the JVM class archive on a first use, fills the OS file cache
         orchard_run(datasets["sample"], model_file, tmp / "warm-up", args.run_args)
+        for name, dataset in datasets.items() if args.int8 else ():  # quantizes: later runs find it cached
+            orchard_run(dataset, model_file, tmp / f"warm-up-int8-{name}", [*args.run_args, "--precision", "int8"])
         rounds = []
         for number in range(1, args.repeat + 1):
             rounds.append(one_round(args, files, datasets, model_file, tmp))
@@ -200,6 +264,8 @@ def main() -> None:
             print(f"round {number}/{args.repeat}: ratios {ratios}", file=sys.stderr, flush=True)
 
     print_table(rounds, len(files))
+    if args.int8:
+        print_int8_table(rounds)
     if args.baseline_src:
         print_baseline(rounds, args.baseline_src)
     print(f"cores: {os.cpu_count()}, bare loop threads: {args.threads}, batch size: {args.batch_size}, "
@@ -207,6 +273,9 @@ def main() -> None:
     for name in ("sample", "bench"):
         stages = ", ".join(f"{k} {v:.1f}" for k, v in rounds[-1]["runs"][name]["stages"].items())
         print(f"stages of the last round ({name}, s): {stages}")
+        if args.int8:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in rounds[-1]["int8"]["runs"][name]["stages"].items())
+            print(f"stages of the last round ({name}, int8, s): {stages}")
     if args.json:
         print(json.dumps(rounds, indent=2))
 

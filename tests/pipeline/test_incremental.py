@@ -99,3 +99,19 @@ def test_pca_model_from_another_run_and_a_mismatch(spark, sample_dir, model_file
 
         run_pipeline(RunConfig(input=str(test), output=str(tmp_path / "c"), model_path=str(model_file),
                                pca_model=small_pca_model(spark, tmp_path / "m")), spark=spark)
+
+
+def test_an_int8_update_quantizes_on_its_base_images_and_a_precision_change_is_refused(spark, sample_dir, model_file,
+                                                                                       tmp_path):
+    data = make_input(sample_dir, tmp_path / "in", 3)
+    output = tmp_path / "out"
+    config = RunConfig(input=str(data), output=str(output), model_path=str(model_file), pca_k=2, precision="int8")
+    first = run_pipeline(config, spark=spark)
+    make_input(sample_dir, data, 2, start=3)  # 6 new images: a new listing, the same calibration images
+    config.update = True
+    record = run_pipeline(config, spark=spark)
+    assert record.history[-1]["featurized_now"] == 6 and record.counts.featurized == 15
+    assert record.model["int8_sha256"] == first.model["int8_sha256"]
+    with pytest.raises(OrchardError, match="precision"):
+        run_pipeline(RunConfig(input=str(data), output=str(output), model_path=str(model_file), pca_k=2,
+                               update=True), spark=spark)

@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from orchard.analysis.eventlog import EventLog, Stage, Task
 from orchard.names import (
-    STAGE_FEATURIZE, STAGE_LIST, STAGE_MODEL, STAGE_PCA_FIT, STAGE_PROPERTY, STAGE_RECONCILE, STAGE_SPARK_START,
+    STAGE_FEATURIZE, STAGE_LIST, STAGE_MODEL, STAGE_PCA_FIT, STAGE_PROPERTY, STAGE_QUANTIZE, STAGE_RECONCILE,
+    STAGE_SPARK_START,
     STAGE_WRITE_ERRORS, STAGE_WRITE_FEATURES, STAGE_WRITE_MODEL,
 )
 
@@ -22,7 +23,8 @@ from orchard.names import (
 PHASES = ("startup", "list", "read", "featurize", "reconcile", "pca", "write", "other")
 # The phase of each stage of `orchard run` (orchard.names.STAGES), by the tag on its Spark jobs.
 PHASE_OF_ORCHARD_STAGE = {
-    STAGE_MODEL: "startup", STAGE_SPARK_START: "startup", STAGE_LIST: "list", STAGE_FEATURIZE: "featurize",
+    STAGE_MODEL: "startup", STAGE_SPARK_START: "startup", STAGE_LIST: "list", STAGE_QUANTIZE: "startup",
+    STAGE_FEATURIZE: "featurize",
     STAGE_RECONCILE: "reconcile", STAGE_PCA_FIT: "pca", STAGE_WRITE_FEATURES: "write",
     STAGE_WRITE_ERRORS: "write", STAGE_WRITE_MODEL: "write",
 }

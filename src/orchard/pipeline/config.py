@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from orchard.errors import OrchardError
+from orchard.names import PRECISION_FP32, PRECISIONS
 
 DEFAULT_MASTER = "local[*]"  # used unless spark-submit (or a profile) gives the master
 
@@ -31,6 +32,7 @@ class RunConfig:
     pca_variance: float = 0.95
     pca_k: Optional[int] = None
     batch_size: int = 8  # small batches run faster on CPU here (cache); see README, Speed
+    precision: str = PRECISION_FP32  # or "int8": the model quantized (orchard.pipeline.quantize)
     master: Optional[str] = None
     overwrite: bool = False
     partitions: Optional[int] = None
@@ -57,6 +59,7 @@ class RunConfig:
             raise OrchardError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if self.partitions is not None and self.partitions < 1:
             raise OrchardError(f"--partitions must be a positive integer, got {self.partitions}")
+        check_precision(self.precision)
         check_channel_values("--mean", self.mean)
         check_channel_values("--std", self.std)
         if self.std is not None and any(value == 0 for value in self.std):
@@ -71,6 +74,13 @@ class RunConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_precision(value: str) -> str:
+    """`value` when it is a known precision ("fp32", "int8"); else OrchardError."""
+    if value not in PRECISIONS:
+        raise OrchardError(f"unknown precision {value!r}; choose one of: {', '.join(PRECISIONS)}")
+    return value
 
 
 def check_channel_values(option: str, values: Optional[List[float]]) -> None:

@@ -6,6 +6,7 @@ shipped to the executors once per SparkContext (`SparkContext.addFile`).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from pyspark import keyword_only
@@ -15,7 +16,8 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from orchard.errors import OrchardError
-from orchard.names import DEFAULT_MODEL
+from orchard.names import DEFAULT_MODEL, PRECISION_FP32, PRECISION_INT8
+from orchard.pipeline.config import check_precision
 from orchard.pipeline.inference import (
     DECODE_MS,
     HEIGHT,
@@ -24,9 +26,18 @@ from orchard.pipeline.inference import (
     FrameColumns,
     arrow_batch_rows,
     partition_featurizer,
+    read_bytes,
 )
 from orchard.pipeline.graph import runnable_path
 from orchard.pipeline.models import ModelSpec, resolve_model
+from orchard.pipeline.quantize import (
+    CALIBRATION_IMAGES,
+    Calibration,
+    Int8Model,
+    calibration_of,
+    demo_calibration,
+    int8_model,
+)
 from orchard.pipeline.sessions import with_settings
 from orchard.spark.session import task_cpus
 
@@ -91,14 +102,18 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     `featureOutput` (the tensor taken as features, flattened: a graph output or an intermediate
     tensor), `mean`/`std` (float32 inputs: per channel, 0..1 scale, (pixels/255 - mean)/std),
     `batchSize` (images per inference call, default 8), `largestInput` (bytes of the largest
-    image when known, e.g. from a listing). Rows go to Python in Arrow batches of max(64,
-    batchSize) rows, fewer when that many of the largest image would pass 64 MiB (so memory per
-    task stays bounded whatever the image sizes); that setting applies to this transform's own job only (a child
+    image when known, e.g. from a listing), `precision` ("fp32", default, or "int8": the model
+    statically quantized by ONNX Runtime, see orchard.pipeline.quantize, calibrated on the
+    images given to `quantize(calibration)`, else on the first 300 rows of the input (the demo
+    set when it has none), and cached; the features' metadata then names the int8 file's
+    sha256). Rows go to Python in Arrow batches of max(64, batchSize) rows, fewer when that many
+    of the largest image would pass 64 MiB (so memory per task stays bounded whatever the image
+    sizes); that setting applies to this transform's own job only (a child
     session: the result DataFrame belongs to it, the caller's session is not changed).
 
     Raises OrchardError (at `transform`) for an unknown model, a model file that is missing or
-    not the registered one, a graph that does not fit (input rank, dtype, no such output), a missing input column or one of another type, and output columns
-    that already exist.
+    not the registered one, a graph that does not fit (input rank, dtype, no such output), a missing input column or one of another type, output columns
+    that already exist, an unknown precision, and int8 calibration images none of which decodes.
     """
 
     errorCol = Param(Params._dummy(), "errorCol", "error column name (null when featurized)",
@@ -119,22 +134,27 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     largestInput = Param(Params._dummy(), "largestInput",
                          "bytes of the largest image, when known: Arrow batches then hold at most 64 MiB of images",
                          typeConverter=TypeConverters.toInt)
+    precision = Param(Params._dummy(), "precision", "fp32 (default) or int8 (ONNX Runtime static quantization)",
+                      typeConverter=TypeConverters.toString)
 
     @keyword_only
     def __init__(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
                  modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None, batchSize: int = 8,
                  featureOutput: Optional[str] = None, mean: Optional[List[float]] = None,
-                 std: Optional[List[float]] = None, largestInput: int = 0) -> None:
+                 std: Optional[List[float]] = None, largestInput: int = 0,
+                 precision: str = PRECISION_FP32) -> None:
         super().__init__()
         self._setDefault(inputCol="content", outputCol="features", errorCol="error",
-                         modelName=DEFAULT_MODEL, batchSize=8, largestInput=0)
+                         modelName=DEFAULT_MODEL, batchSize=8, largestInput=0, precision=PRECISION_FP32)
+        self._calibration: Optional[Calibration] = None
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, *, inputCol: str = "content", outputCol: str = "features", errorCol: str = "error",
                   modelName: str = DEFAULT_MODEL, modelPath: Optional[str] = None,
                   batchSize: int = 8, featureOutput: Optional[str] = None, mean: Optional[List[float]] = None,
-                  std: Optional[List[float]] = None, largestInput: int = 0) -> "ImageFeaturizer":
+                  std: Optional[List[float]] = None, largestInput: int = 0,
+                  precision: str = PRECISION_FP32) -> "ImageFeaturizer":
         """Set any of the params; return self."""
         kwargs = {key: value for key, value in self._input_kwargs.items() if value is not None}
         return self._set(**kwargs)
@@ -181,6 +201,35 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     def getBatchSize(self) -> int:
         return self.getOrDefault(self.batchSize)
 
+    def setPrecision(self, value: str) -> "ImageFeaturizer":
+        return self._set(precision=value)
+
+    def getPrecision(self) -> str:
+        return self.getOrDefault(self.precision)
+
+    def _model(self) -> Tuple[ModelSpec, Path, str]:
+        """(spec, file to run, sha256 of the model as given) of the fp32 model."""
+        # an unset modelName lets a modelPath be your own model (or whichever registered one it is)
+        name = self.getModelName() if self.isSet(self.modelName) else None
+        spec, path, sha256 = resolve_model(name, self.getModelPath(), feature_output=self.getFeatureOutput(),
+                                           mean=self.getMean(), std=self.getStd())
+        return spec, runnable_path(spec, path, sha256), sha256
+
+    def quantize(self, calibration: Calibration) -> Int8Model:
+        """Quantize the model to int8 on `calibration` (or take it from the cache) now, on the
+        driver; `transform` then runs it (when precision is "int8"). Raises OrchardError."""
+        spec, path, sha256 = self._model()
+        self._calibration = calibration
+        return int8_model(spec, path, sha256, calibration)
+
+    def _int8(self, dataset, columns: FrameColumns, spec: ModelSpec, path: Path, sha256: str) -> Int8Model:
+        calibration = self._calibration
+        if calibration is None:
+            images = input_sample(dataset, columns, CALIBRATION_IMAGES)
+            calibration = (calibration_of(images, f"the input's first {len(images)} rows") if images
+                           else demo_calibration())
+        return int8_model(spec, path, sha256, calibration)
+
     def _columns(self, dataset) -> FrameColumns:
         from pyspark.sql.types import BinaryType, StringType
 
@@ -221,11 +270,10 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         batch_size = self.getBatchSize()
         if batch_size < 1:
             raise OrchardError(f"ImageFeaturizer: batchSize must be a positive integer, got {batch_size}")
-        # an unset modelName lets a modelPath be your own model (or whichever registered one it is)
-        name = self.getModelName() if self.isSet(self.modelName) else None
-        spec, path, sha256 = resolve_model(name, self.getModelPath(), feature_output=self.getFeatureOutput(),
-                                           mean=self.getMean(), std=self.getStd())
-        path = runnable_path(spec, path, sha256)
+        spec, path, sha256 = self._model()
+        if check_precision(self.getPrecision()) == PRECISION_INT8:
+            quantized = self._int8(dataset, columns, spec, path, sha256)
+            path, sha256 = quantized.path, quantized.sha256
         spark = dataset.sparkSession
         ship_model(spark.sparkContext, path, sha256)
         featurize = partition_featurizer(path.name, spec, batch_size, task_cpus(spark), columns)
@@ -234,3 +282,13 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         featurized = scoped.mapInPandas(featurize, self._output_schema(dataset, columns))
         tagged = F.col(columns.features).alias(columns.features, metadata=features_metadata(spec, sha256))
         return featurized.withColumn(columns.features, tagged)
+
+
+def input_sample(dataset, columns: FrameColumns, count: int) -> List[bytes]:
+    """The image bytes of the first `count` rows of `dataset` (read from their paths for a path
+    column); rows without bytes are left out."""
+    rows = dataset.select(columns.input).limit(count).collect()
+    values = [row[0] for row in rows]
+    if columns.paths:
+        values = [read_bytes(location)[0] for location in values]
+    return [bytes(value) for value in values if value]

@@ -157,10 +157,11 @@ def base_commit(previous: Optional[Commit], growing: bool) -> Optional[Commit]:
 
 def check_same_model(base: Optional[Commit], model: Dict[str, object]) -> None:
     """Raise OrchardError when an update would mix features of two models: `model` (name,
-    sha256, input (preprocessing), output (feature tensor)) differs from the base run's."""
+    sha256, input (preprocessing), output (feature tensor), precision, int8 file sha256)
+    differs from the base run's (keys missing on either side are not compared)."""
     if base is None:
         return
-    different = [key for key in ("sha256", "input", "output")
+    different = [key for key in ("sha256", "input", "output", "precision", "int8_sha256")
                  if key in base.model and key in model and base.model[key] != model[key]]
     if different:
         was = ", ".join(f"{key} {base.model[key]}" for key in different)

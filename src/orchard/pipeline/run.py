@@ -44,6 +44,7 @@ from orchard.pipeline.load import (
     with_label_and_split,
 )
 from orchard.pipeline.models import resolve_model
+from orchard.pipeline.quantize import listing_calibration, precision_record
 from orchard.pipeline.record import RunCounts, RunRecord
 from orchard.pipeline.reduce import VariancePCA, VariancePCAModel
 from orchard.pipeline.write import (
@@ -140,7 +141,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         spec, model_path, model_sha = resolve_model(config.model, config.model_path, feature_output=config.feature_output,
                                                     mean=config.mean, std=config.std)
     model_info = {"name": spec.name, "sha256": model_sha, "feature_dim": spec.feature_dim,
-                  "input": spec.input_text(), "output": spec.output_name}
+                  "input": spec.input_text(), "output": spec.output_name, "precision": config.precision}
     _in_background(_import_later_libraries)  # while the JVM starts, which leaves a core idle
     with timer.stage(names.STAGE_SPARK_START):
         spark = spark or start_spark(config, spark_conf)
@@ -175,7 +176,14 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         partitions = config.partitions or choose_partitions(max(1, min(n_todo, chunk_images)), cores)
     featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
                                  featureOutput=spec.output_name, mean=spec.mean, std=spec.std,
-                                 largestInput=listing.largest_image)
+                                 largestInput=listing.largest_image, precision=config.precision)
+    int8 = None
+    if config.precision == names.PRECISION_INT8:  # calibrated once, on the driver: an update on its base's images
+        with timer.stage(names.STAGE_QUANTIZE):
+            calibration_paths = base.model.get("calibration_paths") if base else None
+            int8 = featurizer.quantize(listing_calibration(spark, listing, paths=calibration_paths))
+        model_info.update(int8_sha256=int8.sha256, calibration_paths=list(int8.calibration.paths))
+        check_same_model(base, model_info)
     single = not base and not staged and n_todo <= chunk_images  # a first run in one go: no staging
     with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, n_todo):
         log.info("featurizing %d of %d images in %d partitions on %d cores (%s)", n_todo, listing.n_images,
@@ -239,7 +247,8 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         counts=counts,
         ignored_files=listing.ignored,
         model={"name": spec.name, "sha256": model_sha, "file": str(model_path),
-               "feature_dim": spec.feature_dim, "input": spec.input_text(), "output": spec.output_name},
+               "feature_dim": spec.feature_dim, "input": spec.input_text(), "output": spec.output_name,
+               **precision_record(config.precision, int8)},
         pca=_pca_record(pca, config) if refit or not pca else {**_pca_record(pca, config), "model": pca_name},
         partitions=partitions,
         cores=cores,

@@ -118,7 +118,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app):
-        model = FruitModel(Path(settings.model_dir), settings.onnx_threads())
+        model = FruitModel(Path(settings.model_dir), settings.onnx_threads(), settings.precision)
         model.warm_up()
         batcher = MicroBatcher(model, settings.max_batch)
         await batcher.start()

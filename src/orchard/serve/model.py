@@ -10,23 +10,39 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from orchard.classify.export import metadata_of
-from orchard.classify.names import INPUT_NAME, METRICS_FILE, ONNX_FILE
+from orchard.classify.export import PREFIX, metadata_of, read_metadata
+from orchard.classify.names import INPUT_NAME, METRICS_FILE, ONNX_FILE, OUTPUT_NAME
 from orchard.errors import OrchardError
-from orchard.pipeline.models import onnx_session, sha256_of
+from orchard.names import PRECISION_FP32, PRECISION_INT8
+from orchard.pipeline.config import check_precision
+from orchard.pipeline.models import ModelSpec, onnx_session, sha256_of
+from orchard.pipeline.quantize import CALIBRATION_IMAGES, Int8Model, demo_calibration, int8_model
+
+
+def int8_fruit_model(path: Path) -> Int8Model:
+    """fruit.onnx at `path` with its backbone quantized to int8 (its PCA and classifier nodes
+    stay float64), calibrated on the packaged demo set; cached like a run's int8 backbone.
+    Raises OrchardError."""
+    size = int(read_metadata(str(path))["input"].get("size", 224))
+    spec = ModelSpec(name="fruit", file_name=path.name, sha256="", url="", input_name=INPUT_NAME,
+                     output_name=OUTPUT_NAME, image_size=size, layout="NHWC", dtype="uint8", feature_dim=0,
+                     description="an exported fruit classifier")
+    return int8_model(spec, path, sha256_of(path), demo_calibration(CALIBRATION_IMAGES), exclude_prefix=PREFIX)
 
 
 class FruitModel:
     """fruit.onnx of a model folder: `predict` pixels -> probabilities; `classes`, `id` (the
     first 12 hex digits of the file's sha256), `size` (input pixels per side), `info` (for
-    GET /v1/model). Raises OrchardError when the folder has no fruit.onnx or it is not one."""
+    GET /v1/model). precision "int8" runs its int8 version (int8_fruit_model). Raises
+    OrchardError when the folder has no fruit.onnx or it is not one."""
 
-    def __init__(self, model_dir: Path, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path, threads: int = 1, precision: str = PRECISION_FP32) -> None:
         path = Path(model_dir) / ONNX_FILE
         if not path.is_file():
             raise OrchardError(f"no {ONNX_FILE} in {model_dir}: train one with `orchard train RUN --output {model_dir}`")
+        int8 = int8_fruit_model(path) if check_precision(precision) == PRECISION_INT8 else None
         try:
-            self.session = onnx_session(str(path), threads)
+            self.session = onnx_session(str(int8.path if int8 else path), threads)
         except Exception as error:  # not ONNX, truncated
             raise OrchardError(f"could not load {path} with ONNX Runtime: {error}") from None
         meta = metadata_of(self.session.get_modelmeta().custom_metadata_map, str(path))
@@ -45,7 +61,10 @@ class FruitModel:
             "metrics": {"test": {k: v for k, v in metrics.get("test", {}).items() if k != "confusion"},
                         "rows": metrics.get("rows"), "cross_validation": metrics.get("cross_validation")}
             if metrics else meta["metrics"],
+            "precision": precision,
         }
+        if int8:
+            self.info["int8_sha256"] = int8.sha256
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """float32 [N, classes] probabilities of uint8 [N, size, size, 3] pixels."""

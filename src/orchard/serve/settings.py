@@ -20,6 +20,7 @@ class ServeSettings:
     max_batch: int = 16  # images of concurrent requests run together (1: no micro-batching)
     threads: int = 0  # ONNX Runtime intra-op threads per worker (0: the cores / workers)
     workers: int = 1
+    precision: str = "fp32"  # or "int8": the backbone quantized (orchard.serve.model.int8_fruit_model)
 
     def onnx_threads(self) -> int:
         return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
