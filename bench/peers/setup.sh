@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Virtual environments for the peer benchmark (bench/peers/run.py) and the seeds' Keras baseline
+# (bench/seeds_keras.py), outside the repository:
+#     ${ORCHARD_CACHE_DIR:-~/.cache/orchard}/bench-venvs/{ray,daft,keras}
+# Idempotent: an environment whose packages are all installed (a marker file records the pins)
+# is skipped. Only PyPI is needed. Usage:
+#     bash bench/peers/setup.sh [ray] [daft] [keras]      (default: all three)
+#     PYTHON=python3.11 bash bench/peers/setup.sh          (the interpreter the venvs are made from)
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+ROOT=${ORCHARD_CACHE_DIR:-$HOME/.cache/orchard}/bench-venvs
+
+# The versions measured in issue 15 (Daft 0.7.26, Ray 2.60.0). The shared packages match the
+# versions orchard was measured with, so decoding (Pillow) and inference (ONNX Runtime) are the same.
+COMMON=(onnxruntime==1.32.0 pillow==13.0.0 pyarrow "pandas<3" numpy)
+RAY=("ray[data]==2.60.0" "${COMMON[@]}")
+DAFT=(daft==0.7.26 "${COMMON[@]}")
+# The seeds' pipeline: Keras MobileNetV2 in a Spark pandas UDF (tensorflow-cpu brings its own numpy pin).
+KERAS=(tensorflow-cpu==2.21.0 pyspark==3.5.9 "pandas<3" pyarrow pillow==13.0.0)
+
+make_env() {
+    local name=$1; shift
+    local env=$ROOT/$name marker=$ROOT/$name/.orchard-bench-pins
+    local pins="$*"
+    if [[ -f $marker && "$(cat "$marker")" == "$pins" ]]; then
+        echo "$name: ready ($env)"
+        return
+    fi
+    echo "$name: installing $pins into $env"
+    [[ -x $env/bin/python ]] || "$PYTHON" -m venv "$env"
+    "$env/bin/python" -m pip install --quiet --upgrade pip
+    "$env/bin/python" -m pip install --quiet "$@"
+    printf '%s' "$pins" > "$marker"
+    echo "$name: ready ($env)"
+}
+
+mkdir -p "$ROOT"
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=(ray daft keras)
+for target in "${targets[@]}"; do
+    case $target in
+        ray) make_env ray "${RAY[@]}" ;;
+        daft) make_env daft "${DAFT[@]}" ;;
+        keras) make_env keras "${KERAS[@]}" ;;
+        *) echo "unknown environment: $target (ray, daft, keras)" >&2; exit 2 ;;
+    esac
+done
