@@ -27,6 +27,7 @@ EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 def list_images(root: Path) -> List[Tuple[str, str]]:
     """(absolute path, relative path with '/') of the images under <root>/<Split>/<Class>/, sorted."""
+    root = Path(root).resolve()
     found = []
     for folder, _, names in os.walk(root):
         for name in names:
