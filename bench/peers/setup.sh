@@ -35,6 +35,10 @@ make_env() {
     echo "$name: ready ($env)"
 }
 
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+fi
 mkdir -p "$ROOT"
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(ray daft keras)
