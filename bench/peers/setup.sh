@@ -11,13 +11,14 @@ set -euo pipefail
 PYTHON=${PYTHON:-python3}
 ROOT=${ORCHARD_CACHE_DIR:-$HOME/.cache/orchard}/bench-venvs
 
-# The versions measured in issue 15 (Daft 0.7.26, Ray 2.60.0). The shared packages match the
-# versions orchard was measured with, so decoding (Pillow) and inference (ONNX Runtime) are the same.
-COMMON=(onnxruntime==1.32.0 pillow==13.0.0 pyarrow "pandas<3" numpy)
-RAY=("ray[data]==2.60.0" "${COMMON[@]}")
-DAFT=(daft==0.7.26 "${COMMON[@]}")
-# The seeds' pipeline: Keras MobileNetV2 in a Spark pandas UDF (tensorflow-cpu brings its own numpy pin).
-KERAS=(tensorflow-cpu==2.21.0 pyspark==3.5.9 "pandas<3" pyarrow pillow==13.0.0)
+# The versions measured in issue 15 (Daft 0.7.26, Ray 2.60.0, both on PyPI for Python 3.11) and
+# what pip resolved with them (2026-11-30). ONNX Runtime and Pillow are the versions orchard was
+# measured with, so decoding and inference are the same in every system. Daft 0.7.26 wants
+# pyarrow < 26, hence 25.0.1 there.
+RAY=("ray[data]==2.60.0" onnxruntime==1.32.0 pillow==13.0.0 pyarrow==26.0.1 pandas==2.3.3 numpy==2.4.6)
+DAFT=(daft==0.7.26 onnxruntime==1.32.0 pillow==13.0.0 pyarrow==25.0.1 pandas==2.3.3 numpy==2.4.6)
+# The seeds' pipeline: Keras MobileNetV2 in a Spark pandas UDF.
+KERAS=(tensorflow-cpu==2.21.0 keras==3.15.1 pyspark==3.5.9 pandas==2.3.3 pyarrow==26.0.1 numpy==2.4.6 pillow==13.0.0)
 
 make_env() {
     local name=$1; shift
