@@ -14,10 +14,12 @@ What the seeds' notebook did, on Spark `local[2]`:
     written as Parquet.
 
 ImageNet weights: Keras downloads them on first use, which this machine cannot do. The script
-looks for them in --weights FILE, then Keras' cache (~/.keras/models/); without them the model
+looks for them in --weights FILE (Keras' file, or the .npz that bench/peers/onnx_to_keras_weights.py
+makes from orchard's ONNX model: the same network, features within a cosine of 0.9999 of
+orchard's on the same pixels), then Keras' cache (~/.keras/models/); without them the model
 has random weights (same architecture, so the same compute cost per image; the features then
 mean nothing) and the script says so on stderr and in its last line (`weights=random`).
-Prints a last line `PEER keras images=N total=S weights=imagenet|random`.
+Prints a last line `PEER keras images=N total=S weights=imagenet|imagenet-from-onnx|random`.
 """
 from __future__ import annotations
 
@@ -40,7 +42,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, required=True, help="dataset root: <root>/<Split>/<Class>/<image>")
     parser.add_argument("--output", type=Path, required=True, help="output folder (replaced)")
-    parser.add_argument("--weights", type=Path, help=f"Keras' ImageNet weights file ({KERAS_WEIGHTS})")
+    parser.add_argument("--weights", type=Path,
+                        help=f"ImageNet weights: Keras' file ({KERAS_WEIGHTS}), or the .npz that "
+                             "bench/peers/onnx_to_keras_weights.py makes from orchard's ONNX model")
     parser.add_argument("--master", default="local[2]", help="Spark master (default local[2], as the seeds)")
     parser.add_argument("--arrow-batch", type=int, default=256,
                         help="rows per Arrow batch given to the UDF (default 256)")
@@ -56,12 +60,32 @@ def imagenet_weights(given: Optional[Path]) -> Optional[Path]:
 
 
 def build_model(weights: Optional[str]):
-    """Keras MobileNetV2, 224x224x3 in, 1280 global-average-pooled features out."""
+    """Keras MobileNetV2, 224x224x3 in, 1280 global-average-pooled features out; `weights`: a
+    Keras weights file, an .npz of onnx_to_keras_weights.py, or None (random)."""
     from tensorflow.keras.applications import MobileNetV2
 
-    model = MobileNetV2(input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=weights)
+    keras_file = weights if weights and not weights.endswith(".npz") else None
+    model = MobileNetV2(input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=keras_file)
+    if weights and weights.endswith(".npz"):
+        load_folded(model, np.load(weights))
     model.trainable = False
     return model
+
+
+def load_folded(model, arrays) -> None:
+    """Set the convolutions from onnx_to_keras_weights.py's arrays (batch norms folded in): each
+    convolution gets its kernel, the batch norm after it becomes `+ bias`."""
+    from tensorflow.keras import layers
+
+    convs = [layer for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D))]
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    if len(convs) != len(norms) or len(convs) != len(arrays.files) // 2:
+        raise SystemExit(f"{len(convs)} convolutions, {len(norms)} batch norms, {len(arrays.files) // 2} arrays")
+    for i, (conv, norm) in enumerate(zip(convs, norms)):
+        kernel, bias = arrays[f"kernel_{i}"], arrays[f"bias_{i}"]
+        conv.set_weights([kernel])
+        ones, zeros = np.ones_like(bias), np.zeros_like(bias)
+        norm.set_weights([ones, bias, zeros, ones - norm.epsilon])
 
 
 def main() -> None:
@@ -119,7 +143,7 @@ def main() -> None:
     images_done = spark.read.parquet(features_dir).count()
     spark.stop()
     print(f"seeds_keras: k={k} components for {args.variance:.0%} of the variance")
-    weights = "imagenet" if weights_file else "random"
+    weights = "random" if weights_file is None else "imagenet-from-onnx" if weights_file.suffix == ".npz" else "imagenet"
     print(f"PEER keras images={images_done} total={time.perf_counter() - started:.3f} weights={weights}",
           flush=True)
 

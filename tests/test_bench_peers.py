@@ -14,6 +14,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = [BENCH / "peers" / "run.py", BENCH / "peers" / "ray_job.py", BENCH / "peers" / "daft_job.py",
+           BENCH / "peers" / "onnx_to_keras_weights.py",
            BENCH / "seeds_keras.py"]
 
 

@@ -17,7 +17,9 @@ and the table gives the median over rounds of each column. Before timing, the pe
 preprocessing (common.preprocess) is checked against orchard's on the sample's images (the
 arrays must be equal); after the last round, each system's row counts are checked against
 orchard's and its features compared with orchard's, path by path (max |difference| and the
-lowest cosine). Numbers mean something only on a quiet machine: nothing else running.
+lowest cosine); the seeds' too when they ran with ImageNet weights (by default orchard's ONNX
+weights converted for Keras, onnx_to_keras_weights.py: Keras cannot download its own here).
+Numbers mean something only on a quiet machine: nothing else running.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ def command_for(system: str, dataset: Path, output: Path, args) -> List[str]:
         return [sys.executable, "-m", "orchard", "run", "--input", str(dataset), "--output", str(output),
                 "--model-path", str(args.model), "--overwrite", "--quiet", *args.run_args]
     if system == SEEDS:
+        weights = ["--weights", str(args.keras_weights)] if args.keras_weights else []
         return [str(venv_python(args.venvs, SEEDS)), str(REPO / "bench" / "seeds_keras.py"),
-                "--input", str(dataset), "--output", str(output)]
+                "--input", str(dataset), "--output", str(output), *weights]
     return [str(venv_python(args.venvs, system)), str(HERE / f"{system}_job.py"), "--input", str(dataset),
             "--output", str(output), "--model", str(args.model), "--batch-size", str(args.batch_size),
             "--concurrency", str(args.concurrency)]
@@ -100,7 +103,6 @@ def rates(sample: Dict, bench: Dict) -> Dict[str, float]:
 
 def check_preprocessing(dataset: Path, limit: int) -> Dict:
     """The peers' preprocessing (common.preprocess) against orchard's on up to `limit` images."""
-    sys.path.insert(0, str(HERE))
     from common import list_images, preprocess
 
     from orchard.pipeline.preprocess import preprocess as orchard_preprocess
@@ -112,8 +114,9 @@ def check_preprocessing(dataset: Path, limit: int) -> Dict:
     return {"images": len(files), "differing": differing}
 
 
-def feature_table(folder: Path) -> Dict[str, np.ndarray]:
-    """path -> float32 features of the Parquet files under `folder` (rows without features left out)."""
+def feature_table(folder: Path, root: Optional[Path] = None) -> Dict[str, np.ndarray]:
+    """path -> float32 features of the Parquet files under `folder` (rows without features left
+    out); with `root`, absolute paths (`file:/...`, as Spark's binaryFile gives) made relative to it."""
     import pyarrow.parquet as pq
 
     rows: Dict[str, np.ndarray] = {}
@@ -123,6 +126,8 @@ def feature_table(folder: Path) -> Dict[str, np.ndarray]:
         if hasattr(column, "storage"):  # an extension type (Ray's tensor, Daft's embedding)
             column = column.storage
         paths = table.column("path").to_pylist()
+        if root is not None:
+            paths = [os.path.relpath(p[len("file:"):] if p.startswith("file:") else p, root) for p in paths]
         valid = np.asarray(column.is_valid())
         values = np.asarray(column.filter(column.is_valid()).flatten(), dtype=np.float32)
         vectors = values.reshape(int(valid.sum()), -1) if valid.any() else values.reshape(0, 0)
@@ -158,17 +163,21 @@ def one_round(number: int, systems: Sequence[str], datasets: Dict[str, Path], tm
     return {"order": order, "runs": runs, "rates": {s: rates(r["sample"], r["bench"]) for s, r in runs.items()}}
 
 
-def checks(systems: Sequence[str], rounds: List[Dict], tmp: Path) -> Dict:
+def checks(systems: Sequence[str], rounds: List[Dict], tmp: Path, datasets: Dict[str, Path]) -> Dict:
     """Row counts against orchard's (every round) and features against orchard's (last round's outputs)."""
     result: Dict[str, Dict] = {}
-    for name in ("sample", "bench"):
+    for name, root in datasets.items():
         reference = feature_table(tmp / "orchard" / name / "features")
-        for system in systems:
+        for system in systems[1:]:  # orchard first
             counts = [r["runs"][system][name]["images"] for r in rounds]
             expected = [r["runs"]["orchard"][name]["images"] for r in rounds]
             entry = {"rows": counts, "rows_equal": counts == expected}
             if system in PEERS:
                 entry["features"] = agreement(reference, feature_table(tmp / system / name))
+            elif system == SEEDS and "random" not in rounds[-1]["runs"][system][name]["note"]:
+                # Keras' own resize (Pillow's default filter, no JPEG draft) and float32 math:
+                # close to orchard's, not equal
+                entry["features"] = agreement(reference, feature_table(tmp / system / name / "features", root))
             result.setdefault(system, {})[name] = entry
     return result
 
@@ -187,7 +196,7 @@ def print_table(systems: Sequence[str], rounds: List[Dict]) -> None:
         fixed = statistics.median(r["rates"][system]["fixed"] for r in rounds)
         note = rounds[0]["runs"][system]["sample"]["note"]
         label = {"orchard": "orchard (includes its PCA fit)", "ray": "Ray Data", "daft": "Daft",
-                 SEEDS: f"seeds (Keras, {note.split('weights=')[-1]} weights)"}[system]
+                 SEEDS: f"seeds (Keras, weights: {note.split('weights=')[-1]})"}[system]
         print(f"| {label} | {sample:.1f} | {bench:.1f} | {marginal:.0f} | {fixed:.1f} |")
     if len(rounds) > 1:
         print("\nper round (marginal img/s, ratio of orchard's to the best peer's, whole bench run / Daft's):")
@@ -227,6 +236,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--systems", default="orchard,ray,daft",
                         help="comma-separated, among orchard, ray, daft (default all three; orchard is required)")
     parser.add_argument("--with-seeds", action="store_true", help="also time the seeds' Keras pipeline (slow)")
+    parser.add_argument("--keras-random", action="store_true",
+                        help="with --with-seeds: random Keras weights instead of orchard's ONNX weights "
+                             "converted for Keras (onnx_to_keras_weights.py); same compute either way")
     parser.add_argument("--no-warm-up", action="store_true",
                         help="skip the untimed first run of each system on the sample (fills the OS file "
                              "cache, records orchard's JVM class archive)")
@@ -251,24 +263,31 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if "orchard" not in systems or not set(systems) <= {"orchard", *PEERS}:
         sys.exit("--systems: orchard plus any of ray, daft")
+    args.keras_weights = None
     if args.with_seeds:
         systems.append(SEEDS)
     for system in systems:
         if system != "orchard":
             venv_python(args.venvs, system)
     datasets = {"sample": args.sample.resolve(), "bench": args.bench.resolve()}
-    sys.path.insert(0, str(args.orchard_src))
+    sys.path[:0] = [str(HERE), str(args.orchard_src)]  # common.py & co; the orchard timed
     preprocessing = check_preprocessing(datasets["sample"], args.check_images)
     if preprocessing["differing"]:
         sys.exit(f"the peers' preprocessing differs from orchard's on {preprocessing['differing'][:5]}")
 
     with tempfile.TemporaryDirectory(prefix="orchard-peers-") as folder:
         tmp = args.keep or Path(folder)
+        if args.with_seeds and not args.keras_random:  # Keras cannot download ImageNet's weights here
+            from onnx_to_keras_weights import write_npz
+
+            args.keras_weights = tmp / "keras_mobilenet_v2.npz"
+            tmp.mkdir(parents=True, exist_ok=True)
+            write_npz(args.model, args.keras_weights)
         if not args.no_warm_up:
             for system in systems:
                 run_system(system, datasets["sample"], tmp / "warm-up" / system, args)
         rounds = [one_round(number, systems, datasets, tmp, args) for number in range(1, args.rounds + 1)]
-        result = checks(systems, rounds, tmp)
+        result = checks(systems, rounds, tmp, datasets)
 
     print_table(systems, rounds)
     print_checks(preprocessing, result)
