@@ -24,7 +24,7 @@ def test_script_help(script: Path) -> None:
                             cwd=script.parent, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:")
-    assert "--input" in result.stdout or "--rounds" in result.stdout  # its own options, listed
+    assert "--output" in result.stdout or "--rounds" in result.stdout  # its own options, listed
 
 
 def test_setup_help_and_syntax() -> None:
