@@ -10,8 +10,9 @@ data copied). Then, per scale:
   and an `--update`'s bookkeeping against an index of the 1x files (`grow.compare`,
   `grow.to_do`: Spark joins); prints the driver Python process's RSS growth and peak (VmHWM)
   and the JVM's peak;
-* a whole `orchard run` (the --run-scales): polls /proc every 0.2 s for the peak RSS of the
-  driver's Python process, its JVM, and each Python worker (`pyspark.daemon` and its forks).
+* an `orchard run` (the --run-scales; whole, or its first --run-seconds): polls /proc every
+  0.2 s for the peak RSS of the driver's Python process, its JVM, and each Python worker
+  (`pyspark.daemon` and its forks).
 
 Targets (issue 12): driver Python RSS grows by < 100 MB from 1x to 100x; worker RSS flat within 20%.
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,14 +110,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def measure_run(data: Path, output: Path, model: Path, env: Dict[str, str]) -> Dict[str, int]:
-    """Peak RSS (MB) of a whole `orchard run`'s driver Python, JVM and Python workers."""
+def measure_run(data: Path, output: Path, model: Path, env: Dict[str, str], seconds: float = 0) -> Dict[str, int]:
+    """Peak RSS (MB) of an `orchard run`'s driver Python, JVM and Python workers: the whole
+    run, or its first `seconds` (then the run is stopped: its process group is killed)."""
     shutil.rmtree(output, ignore_errors=True)
     command = [sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
                "--model-path", str(model), "--master", "local[2]", "--quiet"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     peaks = {"driver_python": 0, "jvm": 0, "worker": 0}
+    started = time.monotonic()
     while process.poll() is None:
+        if seconds and time.monotonic() - started > seconds:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return peaks
         peaks["driver_python"] = max(peaks["driver_python"], _status_mb(process.pid, "VmHWM"))
         for pid in _descendants(process.pid):
             line = _cmdline(pid)
@@ -135,6 +144,9 @@ def main() -> int:
     parser.add_argument("--scales", default="1,10,100", help="comma-separated multiples of the bench set (listing)")
     parser.add_argument("--run-scales", default="1,10",
                         help="the scales also featurized by a whole `orchard run` (worker memory); '' for none")
+    parser.add_argument("--run-seconds", type=float, default=0,
+                        help="measure only the first SECONDS of each run (then stop it), e.g. so that 10x "
+                             "(64,800 images) takes as long as 1x; 0: whole runs")
     parser.add_argument("--work", help="where the copies go (default: a temporary folder)")
     args = parser.parse_args()
     shared = Path(args.shared)
@@ -161,13 +173,14 @@ def main() -> int:
               flush=True)
     run_scales = [int(s) for s in args.run_scales.split(",") if s]
     if run_scales:
-        print("\nwhole `orchard run` (local[2]), peak RSS:")
+        span = f"its first {args.run_seconds:.0f} s" if args.run_seconds else "whole runs"
+        print(f"\n`orchard run` (local[2]), peak RSS ({span}):")
         print("| scale | files | driver Python MB | driver JVM MB | largest Python worker MB |")
         print("|---:|---:|---:|---:|---:|")
     for scale in run_scales:
         data = work / f"x{scale}"
         make_copy(bench, data, scale)
-        peaks = measure_run(data, work / f"out-x{scale}", model, env)
+        peaks = measure_run(data, work / f"out-x{scale}", model, env, args.run_seconds)
         files = sum(1 for _ in data.rglob("*.jpg"))
         print(f"| {scale}x | {files} | {peaks['driver_python']} | {peaks['jvm']} | {peaks['worker']} |", flush=True)
     return 0
