@@ -114,3 +114,14 @@ def test_a_glob_root_with_colons_lists_only_its_own_files(spark, sample_dir, tmp
     assert listing.images == ["Grade:A/12:30:45.jpg", "Grade:A/empty.jpg"]
     assert listing.problems == {"Grade:A/empty.jpg": "empty file (0 bytes)"}
     assert listing.uri("Grade:A/12:30:45.jpg").startswith("file:/")
+
+
+def test_n_readable_counts_the_images_without_a_problem():
+    import pyarrow as pa
+
+    from orchard.pipeline.load import Listing
+
+    table = pa.table({"path": ["a.jpg", "b.jpg", "c.jpg"], "size": [1, 0, 3], "mtime_ms": [1, 2, 3],
+                      "problem": [None, "empty file", None]})
+    listing = Listing(root_uri="file:/x", table=table)
+    assert listing.n_readable == 2 == listing.readable_table.num_rows

@@ -95,7 +95,8 @@ class Listing:
 
     @property
     def n_readable(self) -> int:
-        return self.table.num_rows - self.table["problem"].null_count
+        """How many images Spark reads: those without a problem (a null `problem`)."""
+        return self.table["problem"].null_count
 
     @property
     def readable(self) -> List[str]:
