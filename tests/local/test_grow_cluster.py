@@ -64,7 +64,9 @@ def inputs(tmp_path_factory, sample_dir, model_file):
     worker-loss set (6 labels x 16); local-mode full runs of v2 and of the loss set, started now."""
     root = tmp_path_factory.mktemp("grow-inputs")
     v1 = copy_images(sample_dir, root / "v1", LABELS, 3)
-    v2 = copy_images(sample_dir, root / "v2", LABELS, 4)
+    v2 = root / "v2"  # copies keep their mtimes: on HDFS, push copies them along (a new mtime: a changed file)
+    shutil.copytree(v1, v2)
+    copy_images(sample_dir, v2, LABELS, 1, start=3)
     removed = sorted((v2 / "Training" / "Kiwi").iterdir())[0]
     removed.unlink()
     v3 = root / "v3"
@@ -197,13 +199,19 @@ def _descendants(pid: int) -> List[int]:
     return out
 
 
+def _maps(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "maps").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def featurizing_executor(worker_pid: int) -> Optional[int]:
-    """The pid of the worker's executor JVM when it runs Python tasks (a pyspark.daemon below
-    it has forked a Python worker: featurize is the job's only Python stage), else None."""
+    """The pid of the worker's executor JVM while it featurizes: one of its Python workers has
+    ONNX Runtime loaded (other stages run Python workers too, without it), else None."""
     for pid in _descendants(worker_pid):
         if "CoarseGrainedExecutorBackend" in _cmdline(pid):
-            daemons = [p for p in _descendants(pid) if "pyspark.daemon" in _cmdline(p)]
-            if any(_children(d) for d in daemons):
+            if any("onnxruntime" in _maps(p) for p in _descendants(pid) if "pyspark.daemon" in _cmdline(p)):
                 return pid
     return None
 
@@ -224,7 +232,6 @@ def test_losing_a_worker_mid_featurize_changes_nothing(box, inputs, tmp_path):
         while killed is None and process.poll() is None and time.time() < deadline:
             executor = featurizing_executor(worker)
             if executor is not None:
-                time.sleep(1.0)  # into its first tasks (model loaded, images flowing)
                 os.kill(executor, signal.SIGKILL)
                 killed = executor
             time.sleep(0.2)
