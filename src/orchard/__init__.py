@@ -22,10 +22,12 @@ Python API (imported on first use, so `import orchard` stays cheap):
         .k, .explainedVariance (every ratio), .pcaModel (the Spark PCAModel).
     run(config: RunConfig, spark=None) -> RunRecord
         `orchard run`: features/, errors/, pca_model/, run.json, pca_scree.png.
-    read_features(uri, table="features", columns=None) -> pandas.DataFrame
+    read_features(uri, table="features", columns=None, storage=None) -> pandas.DataFrame
         The committed rows of an output's features/ (or errors/): only the files its latest
-        commit (_orchard/commits/<n>.json) names, never a run still being written.
-    committed_files(uri, table="features") -> list of str
+        commit (_orchard/commits/<n>.json) names, never a run still being written. S3 and
+        HDFS outputs are read through `storage` (an orchard.storage.Storage; default: boto3's
+        usual credentials, the URI's own hdfs://host:port).
+    committed_files(uri, table="features", storage=None) -> list of str
         Those files' URIs (for DuckDB, pyarrow, Spark).
     RunConfig, RunRecord (.to_dict() is run.json), OrchardError.
 

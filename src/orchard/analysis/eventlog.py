@@ -192,6 +192,7 @@ class Task:
     killed: bool = False
     speculative: bool = False
     end_reason: str = "Success"
+    failure: str = ""  # why it failed, e.g. "executor 1 lost: Command exited with code 137"
     run_ms: int = 0
     cpu_ms: float = 0.0
     deserialize_ms: int = 0
@@ -311,6 +312,17 @@ def _scopes(stage_info: Dict[str, Any]) -> List[str]:
     return sorted(n for n in names if n)
 
 
+def _failure_text(end: Dict[str, Any]) -> str:
+    """A task's failure in a few words from its "Task End Reason" ("" when it succeeded)."""
+    reason = str(end.get("Reason", "Success"))
+    if reason == "Success":
+        return ""
+    if reason == "ExecutorLostFailure":
+        return f"executor {end.get('Executor ID', '?')} lost: {end.get('Loss Reason') or 'no reason given'}"
+    detail = end.get("Description") or end.get("Kill Reason") or end.get("Class Name") or ""
+    return f"{reason}: {str(detail).splitlines()[0][:200]}" if detail else reason
+
+
 def _task_from(event: Dict[str, Any]) -> Task:
     info = event["Task Info"]
     metrics = event.get("Task Metrics") or {}
@@ -318,7 +330,8 @@ def _task_from(event: Dict[str, Any]) -> Task:
     outputs = metrics.get("Output Metrics") or {}
     shuffle_read = metrics.get("Shuffle Read Metrics") or {}
     shuffle_write = metrics.get("Shuffle Write Metrics") or {}
-    reason = (event.get("Task End Reason") or {}).get("Reason", "Success")
+    end = event.get("Task End Reason") or {}
+    reason = end.get("Reason", "Success")
     return Task(
         task_id=int(info["Task ID"]),
         stage_id=int(event["Stage ID"]),
@@ -333,6 +346,7 @@ def _task_from(event: Dict[str, Any]) -> Task:
         killed=bool(info.get("Killed", False)),
         speculative=bool(info.get("Speculative", False)),
         end_reason=str(reason),
+        failure=_failure_text(end),
         run_ms=int(metrics.get("Executor Run Time", 0)),
         cpu_ms=int(metrics.get("Executor CPU Time", 0)) / 1e6,
         deserialize_ms=int(metrics.get("Executor Deserialize Time", 0)),

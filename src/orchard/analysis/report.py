@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from orchard.analysis.eventlog import parse_events, read_events, resolve_run
+from orchard.analysis.eventlog import Task, parse_events, read_events, resolve_run
 from orchard.analysis.figures import FIGURES, render_all
 from orchard.analysis.metrics import Analysis, analyse
 from orchard.names import RUN_RECORD
@@ -70,6 +71,11 @@ def blocks(a: Analysis, record: Optional[Dict[str, Any]], figures: Sequence[Tupl
     else:
         facts.append("no run.json: orchard's wall times per stage, image counts and UDF timings are not known")
     out.append(("ul", facts))
+
+    failures = task_failures(a)
+    if failures:
+        out.append(("h2", "Failed and retried tasks"))
+        out.append(("ul", failures))
 
     out.append(("h2", "Verdict"))
     out.append(("p", a.verdict))
@@ -222,8 +228,40 @@ def write_report(analysis: Analysis, record: Optional[Dict[str, Any]], folder: U
     else:
         document = folder / REPORT_MD
         document.write_text(to_markdown(content), encoding="utf-8")
-    (folder / SUMMARY_JSON).write_text(json.dumps(analysis.summary(), indent=2) + "\n", encoding="utf-8")
+    summary = {**analysis.summary(), "task_failures": task_failures(analysis)}
+    (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return Report(analysis, record, folder, document, figures)
+
+
+def task_failures(a: Analysis) -> List[str]:
+    """One line per stage that had failed tasks: "stage 3 (featurize): 2 tasks failed, 2 retried
+    (executor 1 lost: Command exited with code 137)"; [] when no task failed.
+
+    Failed: an attempt that ended otherwise than Success and was not killed on purpose
+    (speculation, job cancelled). Retried: a failed attempt followed by another attempt of the
+    same task (same stage and index) or by a new attempt of its stage.
+    """
+    failed = [t for t in a.tasks if not t.killed and (t.failed or t.end_reason != "Success")]
+    if not failed:
+        return []
+    names = {s.stage_id: s.orchard_stage or s.phase for s in a.stages}
+    lines = []
+    for stage_id in sorted({t.stage_id for t in failed}):
+        mine = [t for t in failed if t.stage_id == stage_id]
+        retried = sum(1 for t in mine if _retried(a.tasks, t))
+        reasons = Counter(t.failure or t.end_reason for t in mine)
+        why = "; ".join(f"{reason}" + (f" x{n}" if n > 1 else "") for reason, n in reasons.most_common())
+        name = f" ({names[stage_id]})" if names.get(stage_id) else ""
+        lines.append(f"stage {stage_id}{name}: {len(mine)} task{'s' if len(mine) != 1 else ''} failed, "
+                     f"{retried} retried ({why})")
+    return lines
+
+
+def _retried(tasks: Sequence[Task], failed: Task) -> bool:
+    return any(t.stage_id == failed.stage_id and t.launch_ms >= failed.launch_ms and t.task_id != failed.task_id
+               and (t.stage_attempt > failed.stage_attempt or (t.stage_attempt == failed.stage_attempt
+                                                                and t.index == failed.index))
+               for t in tasks)
 
 
 def summary_text(a: Analysis) -> str:
@@ -240,5 +278,6 @@ def summary_text(a: Analysis) -> str:
     if main is not None:
         lines.append(f"main stage {main.stage_id} ({main.phase}): {main.n_tasks} tasks, median {main.median_task_s:.2f} s, "
                      f"max {main.max_task_s:.2f} s, skew (max/median) {main.skew:.2f}")
+    lines += ["failed tasks: " + line for line in task_failures(a)]
     lines.append("verdict: " + a.verdict)
     return "\n".join(lines)

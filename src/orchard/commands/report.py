@@ -5,7 +5,7 @@ import argparse
 import json
 
 from orchard.storage.fs import Storage
-from orchard.analysis.report import default_folder, load, summary_text, write_report
+from orchard.analysis.report import default_folder, load, summary_text, task_failures, write_report
 from orchard.commands.run import spark_conf_pair
 from orchard.local.profiles import profile_spark_conf
 
@@ -45,7 +45,8 @@ def report_command(args: argparse.Namespace) -> int:
     folder = args.out or default_folder(args.run, analysis)
     report = write_report(analysis, record, folder, args.format)
     if args.json:
-        print(json.dumps({**analysis.summary(), "report": str(report.document)}, indent=2))
+        print(json.dumps({**analysis.summary(), "task_failures": task_failures(analysis),
+                          "report": str(report.document)}, indent=2))
     else:
         print(summary_text(analysis))
         print(f"report: {report.document}")

@@ -28,11 +28,10 @@ import signal
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
-from urllib.parse import urlparse
 
 from orchard.errors import OrchardError
 from orchard.names import ERRORS_DIR, FEATURES_DIR, PCA_MODEL_DIR
-from orchard.storage.fs import Storage, join
+from orchard.storage.fs import Storage, join, local_path
 
 log = logging.getLogger(__name__)
 
@@ -171,30 +170,36 @@ def committed_files(uri: str, table: str = FEATURES_DIR, storage: Optional[Stora
     return [join(storage.qualify(uri), name) for name in commit.files[table]]
 
 
-def read_features(uri: str, table: str = FEATURES_DIR, columns: Optional[List[str]] = None):
+def read_features(uri: str, table: str = FEATURES_DIR, columns: Optional[List[str]] = None,
+                  storage: Optional[Storage] = None):
     """The committed rows of `table` (features or errors) of the output `uri` as a
     pandas.DataFrame, read with pyarrow from the files the latest commit names.
 
-    Local folders and file: URIs are read directly; other URIs (s3://, hdfs://) through
-    pyarrow's filesystems (credentials from the environment, as pyarrow reads them).
+    Local folders and file: URIs are read directly by pyarrow; every other URI (s3://, s3a://,
+    hdfs://, ...) through `storage` (default Storage(): boto3's usual credentials for S3, the
+    URI's own hdfs://host:port), one committed file at a time, so it works wherever orchard
+    writes (pyarrow's own HDFS needs libhdfs, its S3 the endpoint settings).
+    Raises OrchardError when the output has no finished run.
     """
     import pyarrow.parquet as pq
     from pyarrow import fs as pafs
 
     import pandas as pd
 
-    files = committed_files(uri, table)
+    storage = storage or Storage()
+    files = committed_files(uri, table, storage)
     if not files:
         return pd.DataFrame(columns=columns or [])
-    filesystem, _ = pafs.FileSystem.from_uri(_local_or_uri(files[0]))
-    paths = [pafs.FileSystem.from_uri(_local_or_uri(name))[1] for name in files]
-    return pq.ParquetDataset(paths, filesystem=filesystem).read(columns=columns).to_pandas()
+    if all(name.startswith("file:") for name in files):
+        paths = [str(local_path(name)) for name in files]
+        return pq.ParquetDataset(paths, filesystem=pafs.LocalFileSystem()).read(columns=columns).to_pandas()
+    return _read_through(storage, files, columns).to_pandas()
 
 
-def _local_or_uri(uri: str) -> str:
-    """A URI pyarrow's FileSystem.from_uri takes: file:///abs for local paths, s3:// for s3a://."""
-    if uri.startswith("file:"):
-        return "file://" + urlparse(uri).path
-    if "://" not in uri:
-        return "file://" + os.path.abspath(uri)
-    return uri.replace("s3a://", "s3://", 1)
+def _read_through(storage: Storage, files: List[str], columns: Optional[List[str]]):
+    """One pyarrow.Table of the Parquet `files` (URIs), each read whole through `storage`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(pa.BufferReader(storage.read_bytes(name)), columns=columns) for name in files]
+    return pa.concat_tables(tables)

@@ -267,7 +267,7 @@ def list_input(spark, uri: str) -> Listing:
     listing.table = table
     if table.num_rows == 0:
         raise OrchardError(
-            f"no images under {uri} ({listing.found} files found, none ending in "
+            f"no images under {uri} ({listing.ignored_count} files found, none ending in "
             f"{', '.join(IMAGE_EXTENSIONS)}); expected <root>/<Split>/<Class>/<image>"
         )
     listing.table, listing.split_layout = _mark_strays(table)

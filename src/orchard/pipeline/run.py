@@ -268,11 +268,12 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     commit = Commit(run_id=run_id, complete=True,
                     files={FEATURES_DIR: feature_files, ERRORS_DIR: error_files, "index": index_files},
                     pca_model=pca_name, model=model_info, history=history, extra_files=extra)
-    if scree is not None:
-        output.write_bytes(SCREE_PLOT, scree.result())  # run.json and the plot: read after the commit
+    plot = scree.result() if scree is not None else None
     kill_point("commit")
     commits.write(commit, previous)
-    output.write_json(RUN_RECORD, record.to_dict())
+    output.write_json(RUN_RECORD, record.to_dict())  # run.json and the plot: written after the commit
+    if plot is not None:
+        output.write_bytes(SCREE_PLOT, plot)
     commits.remove_strays(commit)  # the replaced run's files, once the new one is committed
     listed.unpersist()
     todo.unpersist()

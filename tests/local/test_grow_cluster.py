@@ -1,0 +1,251 @@
+"""Runs that grow (issue 12) on the local cluster, for real: one box (2 workers of 1 core,
+SeaweedFS S3, HDFS) for the module.
+
+- On S3 (s3://) and on HDFS (hdfs:///), input and output: a first run; an --update after adding
+  and removing images (same rows and features as a full local-mode run on the new input, old
+  rows' pca unchanged); a kill -9 of the driver during the commit, then a reader check
+  (read_features through orchard.storage gives the previous output exactly) and a re-run.
+- Losing a worker: one worker's executor JVM killed (SIGKILL) while featurize tasks run; the
+  output is exact (every listed path once, features equal to a run without the kill) and
+  `orchard report` shows the failed and retried tasks of the featurize stage.
+
+The full-run references run in local mode in the background while the box starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import pytest
+
+from orchard.local.cluster import LocalCluster
+from orchard.local.profiles import profile_spark_conf
+from orchard.pipeline.commit import KILL_AT_ENV, read_features
+from orchard.storage.fs import Storage
+from tests.local.boxes import REPO, download_cache, orchard
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+LABELS = ("Banana", "Lemon", "Kiwi")
+LOSS_LABELS = ("Apple Braeburn", "Banana", "Kiwi", "Lemon", "Orange", "Strawberry")
+TOLERANCE = 1e-5
+
+
+def copy_images(sample_dir: Path, root: Path, labels, per_label: int, start: int = 0) -> Path:
+    """`per_label` Training images of each label (from the `start`-th, sorted) copied below `root`."""
+    for label in labels:
+        (root / "Training" / label).mkdir(parents=True, exist_ok=True)
+        for image in sorted((sample_dir / "Training" / label).iterdir())[start:start + per_label]:
+            shutil.copy(image, root / "Training" / label / image.name)
+    return root
+
+
+def relative_files(root: Path) -> List[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def start_local_run(data: Path, output: Path, env: Dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
+                             "--master", "local[2]", "--pca-k", "2"], env=env, cwd=str(REPO),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, sample_dir, model_file):
+    """Local folders: v1 (3 labels x 3), v2 (v1 + 3 new - 1 removed), v3 (v2 + 3 new), the
+    worker-loss set (6 labels x 16); local-mode full runs of v2 and of the loss set, started now."""
+    root = tmp_path_factory.mktemp("grow-inputs")
+    v1 = copy_images(sample_dir, root / "v1", LABELS, 3)
+    v2 = root / "v2"  # copies keep their mtimes: on HDFS, push copies them along (a new mtime: a changed file)
+    shutil.copytree(v1, v2)
+    copy_images(sample_dir, v2, LABELS, 1, start=3)
+    removed = sorted((v2 / "Training" / "Kiwi").iterdir())[0]
+    removed.unlink()
+    v3 = root / "v3"
+    shutil.copytree(v2, v3)
+    copy_images(sample_dir, v3, LABELS, 1, start=4)
+    loss = copy_images(sample_dir, root / "loss", LOSS_LABELS, 16)
+    env = {**os.environ, "ORCHARD_MODEL_DIR": str(model_file.parent),
+           "ORCHARD_CACHE_DIR": str(tmp_path_factory.mktemp("grow-reference-cache"))}
+    env.pop(KILL_AT_ENV, None)
+    references = {name: (start_local_run(data, root / f"reference-{name}", env), root / f"reference-{name}")
+                  for name, data in (("v2", v2), ("loss", loss))}
+    try:
+        yield {"v1": v1, "v2": v2, "v3": v3, "loss": loss, "removed": removed.relative_to(v2).as_posix(),
+               "references": references}
+    finally:
+        for process, _ in references.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def reference(inputs, name: str) -> Dict[str, np.ndarray]:
+    process, output = inputs["references"][name]
+    assert process.wait(timeout=900) == 0, f"the local-mode reference run {name} failed"
+    return {row.path: np.asarray(row.features) for row in read_features(str(output)).itertuples()}
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, model_file, inputs):
+    state_dir = tmp_path_factory.mktemp("box")
+    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(download_cache()),
+           "ORCHARD_MODEL_DIR": str(model_file.parent)}
+    env.pop(KILL_AT_ENV, None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])
+        patch.setenv("ORCHARD_STATE_DIR", str(state_dir))
+        cluster = LocalCluster(state_dir, default_ports=False)
+        try:
+            status = cluster.up(workers=2, cores=1, memory="1g", hdfs=True, s3=True)
+            yield {"cluster": cluster, "status": status, "env": env,
+                   "storage": Storage(profile_spark_conf("local"))}
+        finally:
+            cluster.down()
+
+
+def run(box, data: str, output: str, *options: str, kill_at: Optional[str] = None) -> int:
+    """`orchard run --profile local`; its return code (asserted 0 unless killed on purpose)."""
+    if kill_at is None:
+        orchard(box["env"], "run", "--input", data, "--output", output, "--profile", "local", "--pca-k", "2",
+                *options)
+        return 0
+    env = {**box["env"], KILL_AT_ENV: kill_at}
+    return subprocess.run([sys.executable, "-m", "orchard", "run", "--input", data, "--output", output,
+                           "--profile", "local", "--pca-k", "2", *options], env=env, cwd=str(REPO),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900).returncode
+
+
+def rows(box, output: str) -> Dict[str, tuple]:
+    frame = read_features(output, storage=box["storage"])
+    paths = frame.path.tolist()
+    assert len(paths) == len(set(paths)), "a path twice"
+    return {row.path: (np.asarray(row.features), np.asarray(row.pca)) for row in frame.itertuples()}
+
+
+def push(box, folder: Path, uri: str) -> None:
+    orchard(box["env"], "push", str(folder), uri, "--profile", "local")
+
+
+@pytest.mark.parametrize("store", ["s3://orchard-grow", "hdfs:///orchard-grow"])
+def test_update_and_a_killed_commit_on_the_cluster(box, inputs, store):
+    storage = box["storage"]
+    data, output = f"{store}/in", f"{store}/out"
+    push(box, inputs["v1"], data)
+    run(box, data, output)
+    first = rows(box, output)
+    assert sorted(first) == relative_files(inputs["v1"])
+
+    push(box, inputs["v2"], data)  # 3 new images; then 1 removed
+    assert storage.delete(f"{data}/{inputs['removed']}", recursive=False)
+    run(box, data, output, "--update")
+    second = rows(box, output)
+    full = reference(inputs, "v2")
+    assert sorted(second) == sorted(full) == relative_files(inputs["v2"])
+    assert max(np.abs(second[p][0] - full[p]).max() for p in full) <= TOLERANCE
+    for path in set(first) & set(second):  # the old rows' pca: the same space, unchanged
+        assert np.abs(second[path][1] - first[path][1]).max() <= 1e-6
+    history = json.loads(storage.read_bytes(f"{output}/run.json"))["history"]
+    assert [(h["mode"], h["new"], h["removed"], h["unchanged"], h["featurized_now"]) for h in history] == [
+        ("full", 9, 0, 0, 9), ("update", 3, 1, 8, 3)]
+
+    push(box, inputs["v3"], data)  # 3 more; the driver killed at the commit
+    assert run(box, data, output, "--update", kill_at="commit") == -signal.SIGKILL
+    after_kill = rows(box, output)
+    assert sorted(after_kill) == sorted(second)  # the previous output, exactly
+    assert all(np.array_equal(after_kill[p][0], second[p][0]) and np.array_equal(after_kill[p][1], second[p][1])
+               for p in second)
+    run(box, data, output, "--update")
+    third = rows(box, output)
+    assert sorted(third) == relative_files(inputs["v3"])
+    last = json.loads(storage.read_bytes(f"{output}/run.json"))["history"][-1]
+    assert last["new"] == 3 and last["featurized_now"] == 0  # the killed run's staged chunk was kept
+
+
+def _children(pid: int) -> List[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(pid: int) -> List[int]:
+    out, todo = [], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _maps(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "maps").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def featurizing_executor(worker_pid: int) -> Optional[int]:
+    """The pid of the worker's executor JVM while it featurizes: one of its Python workers has
+    ONNX Runtime loaded (other stages run Python workers too, without it), else None."""
+    for pid in _descendants(worker_pid):
+        if "CoarseGrainedExecutorBackend" in _cmdline(pid):
+            if any("onnxruntime" in _maps(p) for p in _descendants(pid) if "pyspark.daemon" in _cmdline(p)):
+                return pid
+    return None
+
+
+def test_losing_a_worker_mid_featurize_changes_nothing(box, inputs, tmp_path):
+    storage = box["storage"]
+    data, output = "s3://orchard-grow/loss", "s3://orchard-grow/loss-out"
+    push(box, inputs["loss"], data)
+    env = dict(box["env"])
+    command = [sys.executable, "-m", "orchard", "run", "--input", data, "--output", output, "--profile", "local",
+               "--pca-k", "2"]
+    log_file = tmp_path / "run.log"
+    with open(log_file, "w") as log:
+        process = subprocess.Popen(command, env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
+        worker = box["status"]["pids"]["spark-worker-1"]
+        killed = None
+        deadline = time.time() + 600
+        while killed is None and process.poll() is None and time.time() < deadline:
+            executor = featurizing_executor(worker)
+            if executor is not None:
+                os.kill(executor, signal.SIGKILL)
+                killed = executor
+            time.sleep(0.2)
+        returncode = process.wait(timeout=900)
+    assert returncode == 0, log_file.read_text()[-4000:]
+    assert killed is not None, "the featurize stage ended before an executor could be killed"
+
+    ours = rows(box, output)
+    full = reference(inputs, "loss")
+    assert sorted(ours) == sorted(full) == relative_files(inputs["loss"])  # none missing, none twice
+    assert max(np.abs(ours[p][0] - full[p]).max() for p in full) <= TOLERANCE
+
+    report = json.loads(orchard(box["env"], "report", output, "--profile", "local", "--out", str(tmp_path / "r"),
+                                "--json").stdout)
+    lines = report["task_failures"]
+    assert any("featurize" in line and "lost" in line for line in lines), lines
+    assert report["failed_tasks"] >= 1
