@@ -115,3 +115,17 @@ def test_an_int8_update_quantizes_on_its_base_images_and_a_precision_change_is_r
     with pytest.raises(OrchardError, match="precision"):
         run_pipeline(RunConfig(input=str(data), output=str(output), model_path=str(model_file), pca_k=2,
                                update=True), spark=spark)
+
+
+def test_a_first_run_in_chunks_gives_the_rows_of_a_run_in_one_go(spark, sample_dir, model_file, tmp_path):
+    data = make_input(sample_dir, tmp_path / "in", 3)
+    whole = RunConfig(input=str(data), output=str(tmp_path / "whole"), model_path=str(model_file), pca_k=2)
+    run_pipeline(whole, spark=spark)
+    chunked = RunConfig(input=str(data), output=str(tmp_path / "chunked"), model_path=str(model_file), pca_k=2,
+                        chunk_images=4)
+    record = run_pipeline(chunked, spark=spark)
+    assert record.history[-1]["new"] == 9 and record.counts.featurized == 9
+    a, b = features_of(tmp_path / "whole"), features_of(tmp_path / "chunked")
+    assert sorted(a) == sorted(b) and max(np.abs(a[p][0] - b[p][0]).max() for p in a) <= 1e-5
+    staged = tmp_path / "chunked" / "_orchard" / "staged"  # the chunks' files: removed once the run is committed
+    assert not [path for path in staged.rglob("*") if path.is_file()]

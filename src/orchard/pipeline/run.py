@@ -27,6 +27,7 @@ from orchard.pipeline.grow import (
     compare,
     default_chunk_images,
     files_holding,
+    first_run_chunks,
     listed_files,
     load_pca_model,
     pca_model_name,
@@ -164,14 +165,19 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     with timer.stage(names.STAGE_LIST):
         listing = list_input(spark, config.input)
         listed = listed_files(spark, listing).persist()
-        base_index = read_parquet(spark, commits, base.files["index"] if base else [], INDEX_SCHEMA)
-        known = base_index
-        if staged:  # a killed run's chunks: their files are done, unless changed since
-            staged_index = read_parquet(spark, commits, staged, None).select("path", "size", "mtime_ms")
-            known = base_index.join(staged_index.select("path"), "path", "left_anti").unionByName(staged_index)
-        changes = compare(listed, base_index) if base else Changes(new=listing.n_readable)
-        todo = to_do(listed, known).persist()
-        n_todo = todo.count()
+        first = not base and not staged  # a first run: everything readable is to do, no Spark job needed
+        known = todo = None
+        if first:
+            changes, n_todo = Changes(new=listing.n_readable), listing.n_readable
+        else:
+            base_index = read_parquet(spark, commits, base.files["index"] if base else [], INDEX_SCHEMA)
+            known = base_index
+            if staged:  # a killed run's chunks: their files are done, unless changed since
+                staged_index = read_parquet(spark, commits, staged, None).select("path", "size", "mtime_ms")
+                known = base_index.join(staged_index.select("path"), "path", "left_anti").unionByName(staged_index)
+            changes = compare(listed, base_index) if base else Changes(new=listing.n_readable)
+            todo = to_do(listed, known).persist()
+            n_todo = todo.count()
         chunk_images = config.chunk_images or default_chunk_images(cores)
         partitions = config.partitions or choose_partitions(max(1, min(n_todo, chunk_images)), cores)
     featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
@@ -184,7 +190,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
             int8 = featurizer.quantize(listing_calibration(spark, listing, paths=calibration_paths))
         model_info.update(int8_sha256=int8.sha256, calibration_paths=list(int8.calibration.paths))
         check_same_model(base, model_info)
-    single = not base and not staged and n_todo <= chunk_images  # a first run in one go: no staging
+    single = first and n_todo <= chunk_images  # a first run in one go: no staging
     with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, n_todo):
         log.info("featurizing %d of %d images in %d partitions on %d cores (%s)", n_todo, listing.n_images,
                  partitions, cores, "one chunk" if single else f"chunks of {chunk_images}")
@@ -192,15 +198,16 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
             featurized = featurizer.transform(read_images(spark, listing, partitions))
             featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
         else:
-            previous = _featurize_in_chunks(spark, featurizer, listing, listed, todo, commits, previous, run_id,
-                                            staged, chunk_images, partitions)
+            paths = first_run_chunks(listing, chunk_images) if first else chunks(todo, chunk_images)
+            previous = _featurize_in_chunks(spark, featurizer, listing, listed, paths, commits, previous, run_id,
+                                            staged, partitions)
             featurized = _staged_rows(spark, commits, staged, listed)
         stats = _featurize_stats(featurized)
         kill_point("featurize")
 
     with timer.stage(names.STAGE_RECONCILE):
-        unread = unread_paths(todo if single else listed.join(known, ["path", "size", "mtime_ms"], "left_anti"),
-                              featurized, int(stats["rows"]), n_todo if single else None)
+        wanted = listed if first else listed.join(known, ["path", "size", "mtime_ms"], "left_anti")
+        unread = unread_paths(wanted, featurized, int(stats["rows"]), n_todo if single else None)
         errors = error_rows(featurized, listing, unread)
     ok = featurized.where(F.col("error").isNull()).drop("error") if featurized is not None else None
     n_featurized = int(stats["featurized"])
@@ -276,20 +283,24 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         output.write_bytes(SCREE_PLOT, plot)
     commits.remove_strays(commit)  # the replaced run's files, once the new one is committed
     listed.unpersist()
-    todo.unpersist()
+    if todo is not None:
+        todo.unpersist()
     log.info("featurized %d images (%d now), %d errors, %d ignored -> %s",
              total_ok, n_featurized, counts.errors, counts.ignored, output.uri)
     return record
 
 
-def _featurize_in_chunks(spark, featurizer, listing, listed, todo, commits: CommitLog, previous: Optional[Commit],
-                         run_id: str, staged: List[str], chunk_images: int, partitions: int) -> Optional[Commit]:
-    """Featurize `todo` `chunk_images` at a time; each chunk is written under _orchard/staged/
-    (its rows with the listed size and mtime_ms) and named by a new in-progress commit, so that
-    a killed run loses at most the chunk in flight. Appends to `staged`; returns the last commit."""
-    for paths in chunks(todo, chunk_images):
+def _featurize_in_chunks(spark, featurizer, listing, listed, path_chunks: Iterator[List[str]], commits: CommitLog,
+                         previous: Optional[Commit], run_id: str, staged: List[str], partitions: int) -> Optional[Commit]:
+    """Featurize each chunk of paths; each chunk is written under _orchard/staged/ (its rows
+    with the listed size and mtime_ms) and named by a new in-progress commit, so that a killed
+    run loses at most the chunk in flight. Appends to `staged`; returns the last commit."""
+    from pyspark.sql import functions as F
+
+    for paths in path_chunks:
         rows = featurizer.transform(read_images(spark, listing, partitions, paths))
-        rows = rows.join(listed, "path")  # the size and mtime as listed: what the next run compares
+        # the size and mtime as listed (what the next run compares); broadcast: the features are not shuffled
+        rows = rows.join(F.broadcast(listed), "path")
         folder = f"{STAGED_DIR}/{run_id}-{len(staged):05d}"
         rows.write.parquet(commits.child(folder))
         staged.append(folder)
@@ -301,10 +312,11 @@ def _featurize_in_chunks(spark, featurizer, listing, listed, todo, commits: Comm
 def _staged_rows(spark, commits: CommitLog, staged: List[str], listed):
     """The staged chunks' rows still true of the files (same size and mtime as listed now), or None."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     if not staged:
         return None
-    rows = read_parquet(spark, commits, staged, None).join(listed, ["path", "size", "mtime_ms"], "left_semi")
+    rows = read_parquet(spark, commits, staged, None).join(F.broadcast(listed), ["path", "size", "mtime_ms"], "left_semi")
     return rows.drop("size", "mtime_ms").persist(StorageLevel.MEMORY_AND_DISK)
 
 
@@ -368,8 +380,8 @@ def _kept_rows(spark, commits: CommitLog, base: Commit, listed) -> Dict[str, Any
     with_file = features.withColumn("_file", F.input_file_name())
     touched = {_relative_name(uri, names) for uri in files_holding(with_file, gone)}
     untouched = [name for name in base.files[FEATURES_DIR] if name not in touched]
-    rows = features.join(same, "path", "left_semi").drop("pca", "model")
-    rewrite_rows = read_parquet(spark, commits, sorted(touched), None).join(same, "path", "left_semi") \
+    rows = features.join(F.broadcast(same), "path", "left_semi").drop("pca", "model")
+    rewrite_rows = read_parquet(spark, commits, sorted(touched), None).join(F.broadcast(same), "path", "left_semi") \
         .drop("pca", "model") if touched else None
     errors = read_parquet(spark, commits, base.files[ERRORS_DIR], "path string, label string, split string, error string")
     return {"features": untouched, "rewrite": bool(touched), "rewrite_rows": rewrite_rows, "rows": rows,
