@@ -80,3 +80,10 @@ def featurize(session, contents: Sequence[bytes]) -> np.ndarray:
 def timing_line(system: str, images: int, seconds: Dict[str, float]) -> str:
     """The one line a job prints last, read by run.py: `PEER <system> images=<n> <stage>=<s> ...`."""
     return f"PEER {system} images={images} " + " ".join(f"{k}={v:.3f}" for k, v in seconds.items())
+
+
+def count_rows(folder: Path) -> int:
+    """Rows of every Parquet file below `folder` (from the files' footers)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet"))

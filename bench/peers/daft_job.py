@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import FEATURE_DIM, featurize, label_of, list_images, onnx_session, timing_line
+from common import FEATURE_DIM, count_rows, featurize, label_of, list_images, onnx_session, timing_line
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,12 +62,6 @@ def main() -> None:
     images = count_rows(args.output)
     print(f"daft {daft.__version__}: {len(written.get('path', []))} Parquet file(s)")
     print(timing_line("daft", images, {"total": time.perf_counter() - started}), flush=True)
-
-
-def count_rows(folder: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet"))
 
 
 if __name__ == "__main__":

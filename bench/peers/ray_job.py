@@ -20,7 +20,7 @@ from typing import Dict
 
 import numpy as np
 
-from common import featurize, label_of, list_images, onnx_session, timing_line
+from common import count_rows, featurize, label_of, list_images, onnx_session, timing_line
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,12 +72,6 @@ def main() -> None:
     ray.shutdown()
     print(f"ray {ray.__version__}")
     print(timing_line("ray", images, {"total": time.perf_counter() - started}), flush=True)
-
-
-def count_rows(folder: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet"))
 
 
 if __name__ == "__main__":

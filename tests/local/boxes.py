@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Iterator
 
+from orchard.local.cluster import LocalCluster
 from orchard.local.processes import process_start_time
 from orchard.local.state import STATE_FILE
 
@@ -50,3 +52,23 @@ def orchard(env: Dict[str, str], *args: str, timeout: int = 900) -> subprocess.C
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"orchard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
     return result
+
+
+@contextmanager
+def running_box(state_dir: Path, model_file: Path, **up: Any) -> Iterator[Dict[str, Any]]:
+    """A local cluster in `state_dir`, started with `LocalCluster.up(**up)` (own ports, the
+    tests' download cache, the shared model), stopped (and checked for leftovers) when the block
+    ends, even when a test fails. Yields {"cluster", "status", "env" (for `orchard`), "state_dir"}."""
+    import pytest
+
+    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(download_cache()),
+           "ORCHARD_MODEL_DIR": str(model_file.parent)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])
+        patch.setenv("ORCHARD_STATE_DIR", str(state_dir))
+        cluster = LocalCluster(state_dir, default_ports=False)
+        try:
+            status = cluster.up(**up)
+            yield {"cluster": cluster, "status": status, "env": env, "state_dir": state_dir}
+        finally:
+            cluster.down()

@@ -18,9 +18,8 @@ from typing import List
 import numpy as np
 import pytest
 
-from orchard.local.cluster import LocalCluster
 from orchard.local.processes import group_members, process_start_time
-from tests.local.boxes import download_cache, orchard
+from tests.local.boxes import orchard, running_box
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -33,18 +32,9 @@ TOLERANCE = 1e-4
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, model_file):
     """One box for the module; stopped (and checked for leftovers) even when a test fails."""
-    state_dir = tmp_path_factory.mktemp("box")
-    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(download_cache()),
-           "ORCHARD_MODEL_DIR": str(model_file.parent)}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])
-        patch.setenv("ORCHARD_STATE_DIR", str(state_dir))
-        cluster = LocalCluster(state_dir, default_ports=False)
-        try:
-            status = cluster.up(workers=2, cores=1, memory="1g", hdfs=True, s3=True)
-            yield {"cluster": cluster, "status": status, "env": env, "state_dir": state_dir}
-        finally:
-            cluster.down()
+    with running_box(tmp_path_factory.mktemp("box"), model_file, workers=2, cores=1, memory="1g",
+                     hdfs=True, s3=True) as box:
+        yield box
 
 
 @pytest.fixture(scope="module")

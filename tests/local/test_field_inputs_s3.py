@@ -8,12 +8,10 @@ downloads `up` needs are cached in $ORCHARD_TEST_CACHE_DIR (default ~/.cache/orc
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from orchard.local.cluster import LocalCluster
-from tests.local.boxes import download_cache, orchard
+from tests.local.boxes import orchard, running_box
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -33,18 +31,9 @@ HIDDEN = ["Training/Apple/_metadata.jpg", "Training/Apple/_a=b.jpg", "Training/A
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, model_file):
-    state_dir = tmp_path_factory.mktemp("box")
-    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(download_cache()),
-           "ORCHARD_MODEL_DIR": str(model_file.parent)}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])
-        patch.setenv("ORCHARD_STATE_DIR", str(state_dir))
-        cluster = LocalCluster(state_dir, default_ports=False)
-        try:
-            status = cluster.up(workers=1, cores=2, memory="1g", hdfs=False, s3=True)
-            yield {"status": status, "env": env}
-        finally:
-            cluster.down()
+    with running_box(tmp_path_factory.mktemp("box"), model_file, workers=1, cores=2, memory="1g",
+                     hdfs=False, s3=True) as box:
+        yield box
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,10 @@ from typing import Dict, List, Optional
 import numpy as np
 import pytest
 
-from orchard.local.cluster import LocalCluster
 from orchard.local.profiles import profile_spark_conf
 from orchard.pipeline.commit import KILL_AT_ENV, read_features
 from orchard.storage.fs import Storage
-from tests.local.boxes import REPO, download_cache, orchard
+from tests.local.boxes import REPO, orchard, running_box
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -96,20 +95,10 @@ def reference(inputs, name: str) -> Dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, model_file, inputs):
-    state_dir = tmp_path_factory.mktemp("box")
-    env = {**os.environ, "ORCHARD_STATE_DIR": str(state_dir), "ORCHARD_CACHE_DIR": str(download_cache()),
-           "ORCHARD_MODEL_DIR": str(model_file.parent)}
-    env.pop(KILL_AT_ENV, None)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ORCHARD_CACHE_DIR", env["ORCHARD_CACHE_DIR"])
-        patch.setenv("ORCHARD_STATE_DIR", str(state_dir))
-        cluster = LocalCluster(state_dir, default_ports=False)
-        try:
-            status = cluster.up(workers=2, cores=1, memory="1g", hdfs=True, s3=True)
-            yield {"cluster": cluster, "status": status, "env": env,
-                   "storage": Storage(profile_spark_conf("local"))}
-        finally:
-            cluster.down()
+    with running_box(tmp_path_factory.mktemp("box"), model_file, workers=2, cores=1, memory="1g",
+                     hdfs=True, s3=True) as box:
+        box["env"].pop(KILL_AT_ENV, None)
+        yield {**box, "storage": Storage(profile_spark_conf("local"))}
 
 
 def run(box, data: str, output: str, *options: str, kill_at: Optional[str] = None) -> int:
@@ -217,7 +206,6 @@ def featurizing_executor(worker_pid: int) -> Optional[int]:
 
 
 def test_losing_a_worker_mid_featurize_changes_nothing(box, inputs, tmp_path):
-    storage = box["storage"]
     data, output = "s3://orchard-grow/loss", "s3://orchard-grow/loss-out"
     push(box, inputs["loss"], data)
     env = dict(box["env"])
