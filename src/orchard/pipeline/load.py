@@ -363,7 +363,9 @@ def read_images(spark, listing: Listing, partitions: int, paths: Optional[List[s
     # scan's own session: the file relation keeps it); the repartition below spreads the
     # images over the cores anyway.
     prefix_length = len(listing.root_uri.rstrip("/")) + 1
-    uris = [listing.uri(path) for path in (listing.readable if paths is None else paths)]
+    if paths is None:  # every readable image, in listing order (Spark does not need them sorted)
+        paths = listing.readable_table.column("path").to_pylist()
+    uris = [listing.uri(path) for path in paths]
     raw = bind(_binary_files(spark, uris, {OPEN_COST_KEY: str(SCAN_OPEN_COST_BYTES)}), spark)
     relative = raw.select(
         F.expr(f"substring(path, {prefix_length + 1})").alias("path"), "content"

@@ -106,13 +106,24 @@ def demo_calibration(count: int = CALIBRATION_IMAGES) -> Calibration:
     return calibration_of((path.read_bytes() for path in chosen), f"orchard demo set ({len(chosen)} images)")
 
 
+def spread_paths(listing: Listing, count: int) -> List[str]:
+    """At most `count` of the listing's readable paths, evenly spaced over their sorted order
+    (as `spread`), picked in Arrow: no Python list of every path."""
+    import pyarrow.compute as pc
+
+    paths = listing.readable_table.column("path")
+    order = pc.sort_indices(paths)
+    picks = spread(range(len(order)), count)
+    return paths.take(order.take(picks)).to_pylist()
+
+
 def listing_calibration(spark, listing: Listing, count: int = CALIBRATION_IMAGES,
                         paths: Optional[Sequence[str]] = None) -> Calibration:
     """`count` of the listed images, evenly spread over their sorted paths (so over the class
     folders), or the given `paths` (relative: e.g. the ones an earlier run of the same output
     was calibrated on, so that an update quantizes the same way), read on the driver (local,
     HDFS or S3, as Spark's Hadoop settings say); the demo set when no image can be read."""
-    chosen = list(paths) if paths else spread(sorted(listing.readable), count)
+    chosen = list(paths) if paths else spread_paths(listing, count)
     storage = Storage(spark=spark)
     images, names = [], []
     for relative in chosen:

@@ -47,7 +47,7 @@ class Output:
     def storage(self) -> Storage:
         return self._storage
 
-    def prepare(self, replace: bool, has_commit: bool = False) -> None:
+    def prepare(self, replace: bool) -> None:
         """Make sure the output can be written: empty, or `replace` (--overwrite, --update)
         given. Nothing is deleted here: the replaced run's files go once the new run is
         committed (orchard.pipeline.commit)."""
