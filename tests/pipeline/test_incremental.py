@@ -129,3 +129,23 @@ def test_a_first_run_in_chunks_gives_the_rows_of_a_run_in_one_go(spark, sample_d
     assert sorted(a) == sorted(b) and max(np.abs(a[p][0] - b[p][0]).max() for p in a) <= 1e-5
     staged = tmp_path / "chunked" / "_orchard" / "staged"  # the chunks' files: removed once the run is committed
     assert not [path for path in staged.rglob("*") if path.is_file()]
+
+
+def test_update_chunks_are_sorted_and_sized_and_the_run_puts_back_the_shuffle_setting(spark, sample_dir, model_file,
+                                                                                        tmp_path):
+    from orchard.pipeline.grow import chunks
+
+    paths = [f"Training/Kiwi/{i:04d}.jpg" for i in range(250)]
+    todo = spark.createDataFrame([(p,) for p in reversed(paths)], "path string").repartition(7)
+    got = list(chunks(todo, len(paths), 100))
+    assert [len(chunk) for chunk in got] == [100, 100, 50]
+    assert [p for chunk in got for p in chunk] == paths
+
+    spark.conf.set("spark.sql.shuffle.partitions", "13")
+    try:
+        data = make_input(sample_dir, tmp_path / "in", 2)
+        run_pipeline(RunConfig(input=str(data), output=str(tmp_path / "out"), model_path=str(model_file), pca_k=2),
+                     spark=spark)
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "13"  # the run's own 2 x cores, then put back
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", "4")

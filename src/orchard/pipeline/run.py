@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -22,6 +22,7 @@ from orchard.pipeline.grow import (
     INDEX_SCHEMA,
     Changes,
     base_commit,
+    bookkeeping_partitions,
     check_same_model,
     chunks,
     compare,
@@ -57,7 +58,7 @@ from orchard.pipeline.write import (
 )
 from orchard.spark.eventlog import event_log_conf, event_log_of
 from orchard.spark.progress import featurize_progress
-from orchard.spark.session import create_session, executor_task_counts, stop_session
+from orchard.spark.session import create_session, executor_task_counts, sql_settings, stop_session
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +124,15 @@ def run_pipeline(config: RunConfig, spark=None, spark_conf: Optional[Dict[str, s
 
     owns_session = spark is None and SparkContext._active_spark_context is None
     try:
-        return _run(config, spark, config.spark_conf if spark_conf is None else spark_conf)
+        with ExitStack() as scoped:  # settings of this run only, undone before Spark stops
+            return _run(config, spark, config.spark_conf if spark_conf is None else spark_conf, scoped)
     finally:
         started = SparkSession.getActiveSession() if owns_session else None
         if started is not None:
             stop_session(started)  # also ends the JVM: the event log is complete on return
 
 
-def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
+def _run(config: RunConfig, spark, spark_conf: Dict[str, str], scoped: ExitStack) -> RunRecord:
     config.validate()
     started_at = dt.datetime.now(dt.timezone.utc)
     timer = StageTimer()
@@ -151,6 +153,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     from pyspark.sql import functions as F
 
     cores = planned_cores(spark)
+    scoped.enter_context(sql_settings(spark, {"spark.sql.shuffle.partitions": str(bookkeeping_partitions(cores))}))
     output = Output(spark, config.output)
     commits = CommitLog(output.storage, output.uri)
     previous = commits.latest()
@@ -198,7 +201,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
             featurized = featurizer.transform(read_images(spark, listing, partitions))
             featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
         else:
-            paths = first_run_chunks(listing, chunk_images) if first else chunks(todo, chunk_images)
+            paths = first_run_chunks(listing, chunk_images) if first else chunks(todo, n_todo, chunk_images)
             previous = _featurize_in_chunks(spark, featurizer, listing, listed, paths, commits, previous, run_id,
                                             staged, partitions)
             featurized = _staged_rows(spark, commits, staged, listed)
