@@ -96,3 +96,41 @@ def test_killed_overwrite_keeps_the_old_output(first_run, model_file, tmp_path):
 def test_reader_without_a_commit_is_a_clear_error(tmp_path):
     with pytest.raises(OrchardError, match="no committed run"):
         committed_files(str(tmp_path))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs mounted at tmp_path/disk (root only: skipped elsewhere), unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_the_last_commit(spark, sample_dir, model_file, tmp_path,
+                                                                     small_disk):
+    from orchard.pipeline.config import RunConfig
+    from orchard.pipeline.run import run_pipeline
+
+    data = make_input(sample_dir, tmp_path / "in", 5)
+    output = small_disk / "out"
+    run_pipeline(RunConfig(input=str(data), output=str(output), model_path=str(model_file), pca_k=3), spark=spark)
+    before = snapshot(output)
+    make_input(sample_dir, data, 50, start=5)  # 150 new images: ~770 KB of features, more than the disk has left
+    with pytest.raises(OrchardError, match="no space left on the device .* still the last committed run"):
+        run_pipeline(RunConfig(input=str(data), output=str(output), model_path=str(model_file), update=True),
+                     spark=spark)
+    assert snapshot(output) == before
+
+
+def test_disk_full_recognises_enospc_from_python():
+    import errno
+
+    from orchard.pipeline.run import disk_full
+
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert not disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not disk_full(ValueError("No space left on device"))  # only OS errors and Java's own

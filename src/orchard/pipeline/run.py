@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 import platform
@@ -57,6 +58,7 @@ from orchard.pipeline.write import (
     scree_plot_png,
 )
 from orchard.spark.eventlog import event_log_conf, event_log_of
+from orchard.spark.gateway import java_error_messages
 from orchard.spark.progress import featurize_progress
 from orchard.spark.session import create_session, executor_task_counts, sql_settings, stop_session
 
@@ -117,7 +119,8 @@ def run_pipeline(config: RunConfig, spark=None, spark_conf: Optional[Dict[str, s
 
     Uses `spark` (or the active session); else starts Spark with `spark_conf` (default
     config.spark_conf; orchard.api.run adds the profile's), and stops it at the end.
-    Raises OrchardError on bad settings, a missing input or model, an existing output.
+    Raises OrchardError on bad settings, a missing input or model, an existing output, a full
+    disk (the last committed output is then left as it was).
     """
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
@@ -126,10 +129,24 @@ def run_pipeline(config: RunConfig, spark=None, spark_conf: Optional[Dict[str, s
     try:
         with ExitStack() as scoped:  # settings of this run only, undone before Spark stops
             return _run(config, spark, config.spark_conf if spark_conf is None else spark_conf, scoped)
+    except Exception as error:
+        if disk_full(error):
+            raise OrchardError(
+                f"no space left on the device of {config.output}: the run stopped before its commit, so the "
+                f"output is still the last committed run (or absent); free some space and run again (with "
+                f"--update or --resume the chunks already committed are kept)") from None
+        raise
     finally:
         started = SparkSession.getActiveSession() if owns_session else None
         if started is not None:
             stop_session(started)  # also ends the JVM: the event log is complete on return
+
+
+def disk_full(error: BaseException) -> bool:
+    """True when `error` (Python's, or Java's through py4j) is "no space left on device" (ENOSPC)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return any("No space left on device" in message for message in java_error_messages(error))
 
 
 def _run(config: RunConfig, spark, spark_conf: Dict[str, str], scoped: ExitStack) -> RunRecord:

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from orchard.spark.session import LOG4J_CONFIG, check_java
 
@@ -100,3 +100,18 @@ def hadoop_settings(settings: Optional[Dict[str, str]]) -> Dict[str, str]:
     prefix = "spark.hadoop."
     return {key[len(prefix):] if key.startswith(prefix) else key: str(value)
             for key, value in (settings or {}).items()}
+
+
+def java_error_messages(error: BaseException) -> List[str]:
+    """The messages of a Py4JJavaError's Java exception and of its causes (outermost first);
+    [] for other errors or when the JVM cannot be asked."""
+    messages: List[str] = []
+    java = getattr(error, "java_exception", None)
+    try:
+        while java is not None and len(messages) < 50:
+            messages.append(str(java.toString()))
+            java = java.getCause()
+    except Exception:  # the JVM is gone: what was read so far
+        pass
+    return messages
+
