@@ -146,6 +146,6 @@ def test_update_chunks_are_sorted_and_sized_and_the_run_puts_back_the_shuffle_se
         data = make_input(sample_dir, tmp_path / "in", 2)
         run_pipeline(RunConfig(input=str(data), output=str(tmp_path / "out"), model_path=str(model_file), pca_k=2),
                      spark=spark)
-        assert spark.conf.get("spark.sql.shuffle.partitions") == "13"  # the run's own 2 x cores, then put back
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "13"  # the run used 2 x cores in a child session
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", "4")

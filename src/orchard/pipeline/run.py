@@ -9,7 +9,7 @@ import platform
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -50,6 +50,7 @@ from orchard.pipeline.models import resolve_model
 from orchard.pipeline.quantize import listing_calibration, precision_record
 from orchard.pipeline.record import RunCounts, RunRecord
 from orchard.pipeline.reduce import VariancePCA, VariancePCAModel
+from orchard.pipeline.sessions import child_session
 from orchard.pipeline.write import (
     Output,
     check_local_input,
@@ -60,7 +61,7 @@ from orchard.pipeline.write import (
 from orchard.spark.eventlog import event_log_conf, event_log_of
 from orchard.spark.gateway import java_error_messages
 from orchard.spark.progress import featurize_progress
-from orchard.spark.session import create_session, executor_task_counts, sql_settings, stop_session
+from orchard.spark.session import create_session, executor_task_counts, stop_session
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ def run_pipeline(config: RunConfig, spark=None, spark_conf: Optional[Dict[str, s
 
     owns_session = spark is None and SparkContext._active_spark_context is None
     try:
-        with ExitStack() as scoped:  # settings of this run only, undone before Spark stops
-            return _run(config, spark, config.spark_conf if spark_conf is None else spark_conf, scoped)
+        return _run(config, spark, config.spark_conf if spark_conf is None else spark_conf)
     except Exception as error:
         if disk_full(error):
             raise OrchardError(
@@ -149,7 +149,7 @@ def disk_full(error: BaseException) -> bool:
     return any("No space left on device" in message for message in java_error_messages(error))
 
 
-def _run(config: RunConfig, spark, spark_conf: Dict[str, str], scoped: ExitStack) -> RunRecord:
+def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     config.validate()
     started_at = dt.datetime.now(dt.timezone.utc)
     timer = StageTimer()
@@ -170,7 +170,8 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str], scoped: ExitStack
     from pyspark.sql import functions as F
 
     cores = planned_cores(spark)
-    scoped.enter_context(sql_settings(spark, {"spark.sql.shuffle.partitions": str(bookkeeping_partitions(cores))}))
+    # the run's own jobs in a child session (the caller's settings untouched): small bookkeeping shuffles
+    spark = child_session(spark, {"spark.sql.shuffle.partitions": str(bookkeeping_partitions(cores))})
     output = Output(spark, config.output)
     commits = CommitLog(output.storage, output.uri)
     previous = commits.latest()

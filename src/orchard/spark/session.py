@@ -9,9 +9,8 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
 from orchard.spark.classarchive import ClassArchive, class_archive
 from orchard.errors import OrchardError
@@ -184,23 +183,6 @@ def with_class_archive(conf: Dict[str, str], archive: Optional[ClassArchive]) ->
         return conf
     options = f"{conf.get('spark.driver.extraJavaOptions', '')} {archive.java_options()}".strip()
     return {**conf, "spark.driver.extraJavaOptions": options}
-
-
-@contextmanager
-def sql_settings(spark, settings: Dict[str, str]) -> Iterator[None]:
-    """Set runtime SQL settings of `spark` (e.g. spark.sql.shuffle.partitions) for the
-    duration of the block; put back what was there before (or unset) on the way out."""
-    before = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def stop_session(spark) -> None:
