@@ -1,8 +1,10 @@
-"""PCA with Spark MLlib: k chosen by explained variance, the model kept for new images.
+"""PCA in Spark: k chosen by explained variance, the model kept for new images.
 
-VariancePCA (a pyspark.ml Estimator) fits Spark's PCA once with every component, picks k by
-explained variance (or takes the k it is given), cuts the fitted model to k components inside
-the JVM and returns a VariancePCAModel (a pyspark.ml Model) wrapping that Spark PCAModel.
+VariancePCA (a pyspark.ml Estimator) accumulates the features' covariance in one Spark job
+(X^T X summed over Arrow batches on the executors), decomposes it on the driver, picks k by
+explained variance (or takes the k it is given) and returns a VariancePCAModel (a pyspark.ml
+Model) wrapping Spark MLlib's PCAModel built from the first k components: projection, save and
+load are MLlib's.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-from pyspark import StorageLevel, keyword_only
+from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
@@ -61,97 +63,159 @@ def choose_k(explained_ratios: List[float], target: float) -> int:
 ZERO_VARIANCE_RATIO = 1e-9  # total variance below this fraction of the mean's squared norm: zero
 
 
-SAMPLE_ROWS = 1000  # rows of the cheap first look of has_zero_variance
-CLEARLY_SPREAD_RATIO = 1e-3  # a sample this spread settles it (1e6 x ZERO_VARIANCE_RATIO)
+@dataclass
+class Moments:
+    """What one pass over the vectors gives: n rows, their sum (d,) and X^T X (d, d), float64."""
+
+    n: int
+    total: np.ndarray
+    gram: np.ndarray
+
+    def covariance(self) -> np.ndarray:
+        """The sample covariance (d, d): (X^T X - n mean mean^T) / (n - 1), as Spark's
+        RowMatrix.computeCovariance defines it."""
+        mean = self.total / self.n
+        return (self.gram - self.n * np.outer(mean, mean)) / (self.n - 1)
 
 
-def has_zero_variance(vectors) -> bool:
-    """True when the vectors (a frame with VECTOR_COLUMN) are all the same, up to float noise:
-    their total variance is below ZERO_VARIANCE_RATIO of their mean's squared norm (Spark's PCA
-    then gives NaN ratios, or ratios of noise).
+def moments(frame, column: str, dimension: int) -> Moments:
+    """Moments of the non-null arrays in `column` (array<float> or array<double>, `dimension`
+    long), in one Spark job.
 
-    First the SAMPLE_ROWS first rows (one short job): the whole set's sum of squared deviations
-    is at least a sample's, so a sample with a relative variance above CLEARLY_SPREAD_RATIO
-    (any real set of images: ~0.1) means the whole set is spread too (for up to 1e6 x
-    SAMPLE_ROWS rows); only otherwise one pass over every vector decides.
+    Each task accumulates n, the sum and X^T X (float64, a BLAS syrk through numpy) over its
+    Arrow batches and sends them once (the upper triangle of X^T X: d (d + 1) / 2 doubles,
+    6.6 MB for d = 1280); the driver adds the tasks' moments. An input read from Spark's cache
+    is first coalesced to one partition per core (no shuffle), so that there are no more
+    partial moments to send than cores. Raises OrchardError when a row has another length.
     """
-    if _relative_variance(vectors.limit(SAMPLE_ROWS)) > CLEARLY_SPREAD_RATIO:
-        return False
-    return not _relative_variance(vectors) > ZERO_VARIANCE_RATIO
-
-
-def _relative_variance(vectors) -> float:
-    """Total variance / the mean's squared norm of the vectors (nan when not finite)."""
-    from pyspark.ml.stat import Summarizer
+    import pyarrow as pa
     from pyspark.sql import functions as F
 
-    summary = vectors.select(Summarizer.metrics("mean", "variance").summary(F.col(VECTOR_COLUMN)).alias("s")).first().s
-    total = float(np.sum(summary.variance.toArray()))
-    scale = float(np.sum(np.square(summary.mean.toArray())))
-    return total / max(scale, 1e-30) if math.isfinite(total) else math.nan
+    upper = np.triu_indices(dimension)
+
+    def partial(batches):
+        n, total, gram = 0, np.zeros(dimension), np.zeros((dimension, dimension))
+        for batch in batches:
+            values = batch.column(0)
+            if len(values) == 0:
+                continue
+            flat = values.flatten().to_numpy(zero_copy_only=False)
+            if flat.size != len(values) * dimension:
+                raise ValueError(f"{column} has rows whose length is not {dimension}")
+            rows = flat.reshape(len(values), dimension).astype(np.float64)
+            n, total, gram = n + len(rows), total + rows.sum(axis=0), gram + rows.T @ rows
+        yield pa.RecordBatch.from_pydict({"n": [n], "total": [total.tobytes()], "gram": [gram[upper].tobytes()]})
+
+    rows = frame.where(F.col(column).isNotNull()).select(column)
+    if reads_only_cached_data(rows):
+        rows = rows.coalesce(rows.sparkSession.sparkContext.defaultParallelism)
+    found = Moments(0, np.zeros(dimension), np.zeros((dimension, dimension)))
+    for row in rows.mapInArrow(partial, "n long, total binary, gram binary").collect():
+        found.n += row.n
+        found.total += np.frombuffer(row.total, dtype=np.float64)
+        found.gram[upper] += np.frombuffer(row.gram, dtype=np.float64)
+    found.gram = np.triu(found.gram) + np.triu(found.gram, 1).T
+    return found
 
 
-def fit_pca(vectors, dimension: int, variance: float, k: Optional[int] = None) -> PcaResult:
-    """Fit PCA on `vectors` (a frame with VECTOR_COLUMN), once.
+def reads_only_cached_data(frame) -> bool:
+    """True when every source `frame` reads is a persisted DataFrame (Spark's cache)."""
+    leaves = frame._jdf.queryExecution().withCachedData().collectLeaves()
+    kinds = {leaves.apply(i).getClass().getSimpleName() for i in range(leaves.size())}
+    return kinds == {"InMemoryRelation"}
 
-    Spark computes every eigenvalue in any fit, so one fit with all components gives the
-    explained variance curve; the model kept is that fit cut to the k components needed
-    (a second fit with k components is the fallback, and gives the same components).
-    The vectors are not cached: converting the cached feature arrays again on each pass of
-    the fit costs less than building a cache of vectors (~0.6 s less on the sample).
+
+def principal_components(found: Moments):
+    """(components (d, d), explained variance ratios (d,)), descending, of the covariance.
+
+    As Spark's PCA: the eigenvectors of the sample covariance, ratios = eigenvalues / their sum
+    (RowMatrix.computePrincipalComponentsAndExplainedVariance). Eigenvalues below 0 (float noise
+    of a rank-deficient covariance) count as 0. Each component's sign is set so that its
+    largest-magnitude entry is positive (sklearn's svd_flip convention), so a fit is reproducible.
+    All ratios are 0 when the total variance is below ZERO_VARIANCE_RATIO of the mean's squared
+    norm (all vectors the same, up to float noise).
     """
-    from pyspark.ml.feature import PCA
+    covariance = found.covariance()
+    values, vectors = np.linalg.eigh(covariance)
+    values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
+    largest = np.argmax(np.abs(vectors), axis=0)
+    vectors = vectors * np.sign(vectors[largest, np.arange(vectors.shape[1])])
+    total, scale = float(values.sum()), float(np.sum(np.square(found.total / found.n)))
+    if not math.isfinite(total) or not total > ZERO_VARIANCE_RATIO * max(scale, 1e-30):
+        return vectors, np.zeros_like(values)
+    return vectors, values / total
 
+
+def fit_pca(frame, column: str, dimension: int, variance: float, k: Optional[int] = None) -> PcaResult:
+    """Fit PCA on the non-null arrays of `column` (d = `dimension` long) in one pass.
+
+    MLlib's PCA.fit passes over its input twice and boxes every row into a vector; here one
+    Spark job accumulates X^T X in Arrow batches (`moments`), the driver decomposes the d x d
+    covariance, picks k (`variance`, or `k`), and builds Spark's PCAModel from the first k
+    components, so transform, save and load stay MLlib's. Zero total variance: k = 1, ratios 0.
+    Raises OrchardError for fewer than 2 rows or rows of another length.
+    """
     started = time.perf_counter()
-    full = PCA(k=dimension, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
-    ratios = [float(x) for x in full.explainedVariance.toArray()]
-    full_done = time.perf_counter()
-    if not all(math.isfinite(x) for x in ratios) or has_zero_variance(vectors):
+    try:
+        found = moments(frame, column, dimension)
+    except Exception as error:
+        if "whose length is not" in str(error):
+            raise OrchardError(f"VariancePCA: {column!r} has rows whose length is not {dimension}") from None
+        raise
+    if found.n < 2:
+        raise OrchardError(f"VariancePCA: could not fit PCA on {column!r}: {found.n} non-null row(s), need 2")
+    components, ratios = principal_components(found)
+    if not ratios.any():
         log.warning("PCA: the features have zero total variance (all the same): k=1, ratios 0")
-        ratios = [0.0] * len(ratios)
         chosen = 1
     else:
-        chosen = min(k, dimension) if k else choose_k(ratios, variance)
-    model = full if chosen == dimension else first_components(full, chosen)
-    if model is None:
-        log.info("PCA: refitting with k=%d (could not cut the full model)", chosen)
-        model = PCA(k=chosen, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN).fit(vectors)
-    log.info("PCA: k=%d explains %.4f of the variance", chosen, sum(ratios[:chosen]))
+        chosen = min(k, dimension) if k else choose_k(list(ratios), variance)
+    moments_done = time.perf_counter()
+    model = spark_pca_model(components[:, :chosen], ratios[:chosen])
+    log.info("PCA: k=%d explains %.4f of the variance", chosen, float(ratios[:chosen].sum()))
     return PcaResult(
         model=model,
         k=chosen,
-        explained_variance=ratios,
-        seconds_full_fit=full_done - started,
-        seconds_k_fit=time.perf_counter() - full_done,
+        explained_variance=[float(x) for x in ratios],
+        seconds_full_fit=moments_done - started,
+        seconds_k_fit=time.perf_counter() - moments_done,
     )
 
 
-def first_components(model, k: int):
-    """A PCAModel holding the first `k` principal components of `model`, or None.
+def spark_pca_model(components: np.ndarray, ratios: np.ndarray):
+    """A pyspark.ml.feature.PCAModel (input VECTOR_COLUMN, output PCA_VECTOR_COLUMN) with the
+    given components (d, k) and explained variance ratios (k,).
 
     pyspark has no public constructor for PCAModel; the JVM class has one (package-private in
-    Scala, public in bytecode), reached through py4j. The matrices are cut inside the JVM
-    (a round trip of a 1280x1280 matrix through Python costs seconds). None when the
-    constructor cannot be reached.
+    Scala, public in bytecode), reached through py4j. The matrix travels as one byte array
+    (a py4j list of d x k doubles would take seconds). Raises OrchardError when this Spark has
+    no such constructor.
     """
     from pyspark import SparkContext
     from pyspark.ml.feature import PCAModel
-
-    jvm = SparkContext._active_spark_context._jvm
-    full = model._java_obj
-    rows = full.pc().numRows()
+    context = SparkContext._active_spark_context
+    jvm = context._jvm
+    rows, k = components.shape
     try:
-        first = jvm.java.util.Arrays.copyOfRange  # of column-major values: the first k columns
-        pc = jvm.org.apache.spark.ml.linalg.DenseMatrix(rows, k, first(full.pc().toArray(), 0, rows * k))
-        explained = jvm.org.apache.spark.ml.linalg.DenseVector(first(full.explainedVariance().toArray(), 0, k))
-        java_model = jvm.org.apache.spark.ml.feature.PCAModel(full.uid(), pc, explained)
+        pc = jvm.org.apache.spark.ml.linalg.DenseMatrix(rows, k, _java_doubles(context, components.ravel(order="F")))
+        explained = jvm.org.apache.spark.ml.linalg.DenseVector(_java_doubles(context, ratios))
+        java_model = jvm.org.apache.spark.ml.feature.PCAModel(PCAModel._randomUID(), pc, explained)
     except Exception as error:  # py4j: constructor missing or changed in this Spark
-        log.debug("PCAModel constructor not reachable: %s", error)
-        return None
-    cut = PCAModel(java_model)
-    cut._set(k=k, inputCol=model.getInputCol(), outputCol=model.getOutputCol())
-    cut._transfer_params_to_java()
-    return cut
+        raise OrchardError(f"this Spark has no PCAModel constructor orchard can reach: {error}") from None
+    model = PCAModel(java_model)
+    model._set(k=k, inputCol=VECTOR_COLUMN, outputCol=PCA_VECTOR_COLUMN)
+    model._transfer_params_to_java()
+    return model
+
+
+def _java_doubles(context, values: np.ndarray):
+    """A Java double[] holding `values` (float64), sent as bytes."""
+    jvm = context._jvm
+    data = np.ascontiguousarray(values, dtype="<f8")
+    array = context._gateway.new_array(jvm.double, int(data.size))
+    buffer = jvm.java.nio.ByteBuffer.wrap(bytearray(data.tobytes()))
+    buffer.order(jvm.java.nio.ByteOrder.LITTLE_ENDIAN).asDoubleBuffer().get(array)
+    return array
 
 
 def projected(frame, model, input_col: str = "features", output_col: str = "pca", dimension: Optional[int] = None):
@@ -179,13 +243,6 @@ def projected(frame, model, input_col: str = "features", output_col: str = "pca"
 def project(frame, model):
     """Add `pca` (array<float>) to a frame with `features`, using a fitted PCAModel."""
     return projected(frame, model)
-
-
-def reads_only_cached_data(frame) -> bool:
-    """True when every source `frame` reads is a persisted DataFrame (Spark's cache)."""
-    leaves = frame._jdf.queryExecution().withCachedData().collectLeaves()
-    kinds = {leaves.apply(i).getClass().getSimpleName() for i in range(leaves.size())}
-    return kinds == {"InMemoryRelation"}
 
 
 def _input_dimension(frame, column: str) -> int:
@@ -231,9 +288,10 @@ class VariancePCA(Estimator, _VarianceParams, DefaultParamsReadable, DefaultPara
 
     inputCol (default "features"): array<float> (or array<double>) of one length d, e.g. 1280
     ImageFeaturizer features; null rows (images that failed) are left out of the fit.
-    `fit` runs Spark MLlib's PCA once with all d components (its explained variance gives the
-    curve), picks k, and cuts that model to k components inside the JVM; it returns a
-    VariancePCAModel adding outputCol (default "pca"): array<float> of length k.
+    `fit` passes over the input once (`fit_pca`: the covariance from X^T X accumulated in
+    Arrow batches, decomposed on the driver, as Spark's PCA defines components and explained
+    variance), picks k, and returns a VariancePCAModel adding outputCol (default "pca"):
+    array<float> of length k, through Spark's PCAModel (which, like MLlib, does not center).
 
     Params: `variance` (default 0.95, in (0, 1]), `k` (optional, 1..d; wins over variance).
     Raises OrchardError (at `fit`) for a missing or non-array input column, bad params, or
@@ -266,10 +324,6 @@ class VariancePCA(Estimator, _VarianceParams, DefaultParamsReadable, DefaultPara
         return self._set(k=value)
 
     def _fit(self, dataset) -> "VariancePCAModel":
-        from pyspark.errors import IllegalArgumentException
-        from pyspark.ml.functions import array_to_vector
-        from pyspark.sql import functions as F
-
         column = self.getInputCol()
         _check_array_column(dataset, column, "VariancePCA")
         variance, k = self.getVariance(), self.getK()
@@ -277,20 +331,7 @@ class VariancePCA(Estimator, _VarianceParams, DefaultParamsReadable, DefaultPara
             raise OrchardError(f"VariancePCA: variance must be in (0, 1], got {variance}")
         if k is not None and k < 1:
             raise OrchardError(f"VariancePCA: k must be a positive integer, got {k}")
-        dimension = _input_dimension(dataset, column)
-        vectors = dataset.where(F.col(column).isNotNull()).select(array_to_vector(column).alias(VECTOR_COLUMN))
-        # the fit passes over its input several times: unless the input is read from Spark's
-        # cache (as in `orchard run`), cache the vectors, so that the images are featurized once
-        cache = not reads_only_cached_data(dataset)
-        if cache:
-            vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            result = fit_pca(vectors, dimension, variance, k)
-        except IllegalArgumentException as error:  # e.g. fewer than 2 rows, rows of other lengths
-            raise OrchardError(f"VariancePCA: Spark could not fit PCA on {column!r}: {error}") from None
-        finally:
-            if cache:
-                vectors.unpersist()
+        result = fit_pca(dataset, column, _input_dimension(dataset, column), variance, k)
         model = VariancePCAModel(result.model, result.k, result.explained_variance,
                                  features_origin(dataset, column))
         model._resetUid(self.uid)  # a fitted model shares its estimator's uid, as in Spark ML
