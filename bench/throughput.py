@@ -226,6 +226,19 @@ def print_baseline(rounds: List[Dict], src: Path) -> None:
     print(f"median marginal / baseline = {ratio:.2f}; median fixed - baseline = {fixed:+.1f} s")
 
 
+def print_stage_medians(rounds: List[Dict]) -> None:
+    """Median seconds of each run.json stage, this checkout next to the baseline, per set."""
+    print("\nstages (run.json seconds, median of the rounds), this checkout against the baseline:")
+    print(f"{'stage':>16} {'sample':>7} {'base':>6} {'bench':>7} {'base':>6}")
+    sides = [(r["runs"], r["baseline"]["runs"]) for r in rounds]
+    names = list(dict.fromkeys(k for new, base in sides for name in ("sample", "bench")
+                               for k in [*new[name]["stages"], *base[name]["stages"]]))
+    for stage in names:
+        cells = [statistics.median(side[name]["stages"].get(stage, 0.0) for side in [pair[i] for pair in sides])
+                 for name in ("sample", "bench") for i in (0, 1)]
+        print(f"{stage:>16} {cells[0]:>7.1f} {cells[1]:>6.1f} {cells[2]:>7.1f} {cells[3]:>6.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared/ folder")
@@ -268,6 +281,7 @@ def main() -> None:
         print_int8_table(rounds)
     if args.baseline_src:
         print_baseline(rounds, args.baseline_src)
+        print_stage_medians(rounds)
     print(f"cores: {os.cpu_count()}, bare loop threads: {args.threads}, batch size: {args.batch_size}, "
           f"rounds: {args.repeat}")
     for name in ("sample", "bench"):

@@ -32,6 +32,21 @@ def test_the_listener_adds_up_reports_with_its_token_only():
     listener.close()
 
 
+def test_a_stopped_drain_returns_when_woken():
+    import threading
+
+    listener, stop = ProgressListener("127.0.0.1"), threading.Event()
+    waiting = threading.Thread(target=listener.drain, args=(30.0, stop))
+    started = time.monotonic()
+    waiting.start()
+    stop.set()
+    listener.wake()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and time.monotonic() - started < 5  # not the 30 s asked for
+    assert listener.counts() == (0, 0)  # the wake-up datagram is not a report
+    listener.close()
+
+
 def test_plain_lines_give_count_rate_eta_and_errors(monkeypatch):
     stream = io.StringIO()
     monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.0)

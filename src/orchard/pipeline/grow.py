@@ -151,7 +151,7 @@ def load_pca_model(spark, uri: str, feature_dim: int, model_name: str):
     of another length or of another backbone than `model_name`."""
     from pyspark.ml.feature import PCAModel
 
-    from orchard.pipeline.reduce import VariancePCAModel
+    from orchard.pipeline.reduce import VariancePCAModel, pc_shape
 
     storage = Storage(spark=spark)
     root = storage.qualify(uri)
@@ -167,10 +167,10 @@ def load_pca_model(spark, uri: str, feature_dim: int, model_name: str):
         raise OrchardError(f"--pca-model {uri}: fitted on {backbone} features; this run uses {model_name}: "
                            f"use --model {backbone}, or fit a new PCA")
     model = PCAModel.load(folder)
-    if int(model.pc.numRows) != feature_dim:
-        raise OrchardError(f"--pca-model {uri}: fitted on features of length {model.pc.numRows}; "
+    dimension, k = pc_shape(model)
+    if dimension != feature_dim:
+        raise OrchardError(f"--pca-model {uri}: fitted on features of length {dimension}; "
                            f"{model_name} gives {feature_dim}: use the same backbone, or fit a new PCA")
-    k = int(model.pc.numCols)
     return VariancePCAModel(model, k, [float(x) for x in model.explainedVariance.toArray()],
                             {"model": backbone or model_name, "dim": feature_dim})
 

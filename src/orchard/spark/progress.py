@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 from orchard.progress import Display, is_quiet
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_PROPERTY = "orchard.progress"  # job local property: "<host>:<port>:<token>"
 POLL_S = 1.0  # the poller's period (the bar is redrawn at least this often)
+LAST_REPORTS_S = 0.05  # after the jobs: how long to wait for reports still in flight
 
 
 # ---- worker side ---------------------------------------------------------------------------
@@ -72,10 +73,11 @@ class ProgressListener:
         host, port = self.socket.getsockname()[:2]
         return f"{host}:{port}:{self.token}"
 
-    def drain(self, seconds: float) -> None:
-        """Read reports for about `seconds`."""
+    def drain(self, seconds: float, stop: Optional[threading.Event] = None) -> None:
+        """Read reports for about `seconds`, or until `stop` is set (`wake` makes a waiting
+        read return at once)."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             try:
                 data = self.socket.recv(256)
             except socket.timeout:
@@ -87,6 +89,11 @@ class ProgressListener:
                 with self._lock:
                     self.images += int(parts[1])
                     self.errors += int(parts[2])
+
+    def wake(self) -> None:
+        """Send this listener an empty datagram, so that a read waiting in `drain` returns."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"", self.socket.getsockname()[:2])
 
     def counts(self) -> Tuple[int, int]:
         with self._lock:
@@ -126,8 +133,10 @@ def featurize_progress(spark_context, total: int, what: str = "featurize") -> It
     stop = threading.Event()
 
     def poll() -> None:
-        while not stop.is_set():
-            listener.drain(POLL_S)
+        while True:
+            listener.drain(POLL_S, stop)
+            if stop.is_set():
+                return
             _show(display, listener, spark_context)
 
     poller = threading.Thread(target=poll, name="orchard-progress", daemon=True)
@@ -138,8 +147,9 @@ def featurize_progress(spark_context, total: int, what: str = "featurize") -> It
     finally:
         spark_context.setLocalProperty(PROGRESS_PROPERTY, None)
         stop.set()
+        listener.wake()
         poller.join(timeout=5)
-        listener.drain(0.3)  # the last datagrams
+        listener.drain(LAST_REPORTS_S)  # the last datagrams
         _show(display, listener, spark_context, final=True)
         display.close()
         listener.close()
