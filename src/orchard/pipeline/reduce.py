@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -44,9 +43,7 @@ PCA_VECTOR_COLUMN = "_pca_vector"
 class PcaResult:
     model: object  # pyspark.ml.feature.PCAModel with k components
     k: int
-    explained_variance: List[float]  # ratio of every component of the full fit, descending
-    seconds_full_fit: float = 0.0
-    seconds_k_fit: float = 0.0
+    explained_variance: List[float]  # ratio of every one of the d components, descending
 
     @property
     def explained_by_k(self) -> float:
@@ -86,7 +83,8 @@ def moments(frame, column: str, dimension: int) -> Moments:
     Arrow batches and sends them once (the upper triangle of X^T X: d (d + 1) / 2 doubles,
     6.6 MB for d = 1280); the driver adds the tasks' moments. An input read from Spark's cache
     is first coalesced to one partition per core (no shuffle), so that there are no more
-    partial moments to send than cores. Raises OrchardError when a row has another length.
+    partial moments to send than cores. A row of another length fails the job (ValueError in
+    the worker; fit_pca turns it into an OrchardError).
     """
     import pyarrow as pa
     from pyspark.sql import functions as F
@@ -155,7 +153,6 @@ def fit_pca(frame, column: str, dimension: int, variance: float, k: Optional[int
     components, so transform, save and load stay MLlib's. Zero total variance: k = 1, ratios 0.
     Raises OrchardError for fewer than 2 rows or rows of another length.
     """
-    started = time.perf_counter()
     try:
         found = moments(frame, column, dimension)
     except Exception as error:
@@ -170,15 +167,12 @@ def fit_pca(frame, column: str, dimension: int, variance: float, k: Optional[int
         chosen = 1
     else:
         chosen = min(k, dimension) if k else choose_k(list(ratios), variance)
-    moments_done = time.perf_counter()
     model = spark_pca_model(components[:, :chosen], ratios[:chosen])
     log.info("PCA: k=%d explains %.4f of the variance", chosen, float(ratios[:chosen].sum()))
     return PcaResult(
         model=model,
         k=chosen,
         explained_variance=[float(x) for x in ratios],
-        seconds_full_fit=moments_done - started,
-        seconds_k_fit=time.perf_counter() - moments_done,
     )
 
 
@@ -193,6 +187,7 @@ def spark_pca_model(components: np.ndarray, ratios: np.ndarray):
     """
     from pyspark import SparkContext
     from pyspark.ml.feature import PCAModel
+
     context = SparkContext._active_spark_context
     jvm = context._jvm
     rows, k = components.shape
