@@ -94,6 +94,10 @@ def test_speedup_and_efficiency_against_one_worker():
     assert two.speedup == pytest.approx(expected, rel=1e-3)
     assert two.ideal_speedup == 2 and two.efficiency == pytest.approx(expected / 2, rel=1e-3)
     assert one.speedup == 1 and one.runs == 3 and one.wall_min_s < one.wall_median_s < one.wall_max_s
+    # the featurize stage alone (P * n / cores in the rows) scales perfectly: efficiency 1,
+    # the whole run (with its fixed cost F) less
+    assert two.featurize_speedup == pytest.approx(2.0, rel=1e-3)
+    assert two.featurize_efficiency == pytest.approx(1.0, rel=1e-3) and two.efficiency < 0.99
 
 
 def test_failed_and_warmup_runs_do_not_count():
@@ -134,6 +138,7 @@ def test_files_and_re_analysis(tmp_path):
     assert (tmp_path / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     text = (tmp_path / "scale_test.md").read_text()
     assert "efficiency" in text and "m5.xlarge" in text and "- machine: test" in text
+    assert "| featurize efficiency |" in text and "(2.00x) | 100% |" in text  # the 2x1 row
     assert read_context(tmp_path / "scale_test.md") == {"machine": "test"}
     assert read_context(tmp_path / "absent.md") == {}
     fits = json.loads((tmp_path / "fit.json").read_text())

@@ -14,7 +14,7 @@ from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_cou
 from orchard.errors import OrchardError
 from orchard.paths import is_local_uri
 
-HELP = "time whole runs on 1..N workers: speed-up, efficiency, fixed + per-image cost, EMR projection"
+HELP = "time whole runs on 1..N workers: speed-up, efficiency (whole run and featurize stage), fixed + per-image cost, EMR projection"
 EPILOG = """\
 each configuration (executors x cores per executor) runs `orchard run` --repeat times in a fresh
 process, timed by the wall clock; the first --warmup run(s) are not counted. Without --master,

@@ -155,12 +155,14 @@ class ConfigSummary:
     utilisation_median: Optional[float] = None
     featurize_median_s: Optional[float] = None
     featurize_speedup: Optional[float] = None  # of the featurize stage alone (the parallel part)
+    featurize_efficiency: Optional[float] = None  # featurize_speedup / ideal_speedup
     startup_median_s: Optional[float] = None
 
 
 def summarise(rows: Sequence[Measurement], model: Optional[Fit] = None) -> List[ConfigSummary]:
     """Per configuration and input: median wall time, images/s, speed-up and efficiency
-    against the configuration with the fewest cores (one worker)."""
+    against the configuration with the fewest cores (one worker), of the whole run and of the
+    featurize stage alone (its run.json seconds: the part that parallelises)."""
     groups: Dict[Tuple[str, str], List[Measurement]] = {}
     for row in rows:
         if not row.warmup:
@@ -200,6 +202,7 @@ def summarise(rows: Sequence[Measurement], model: Optional[Fit] = None) -> List[
             summary.efficiency = round(summary.speedup / summary.ideal_speedup, 3)
             if base.featurize_median_s and summary.featurize_median_s:
                 summary.featurize_speedup = round(base.featurize_median_s / summary.featurize_median_s, 3)
+                summary.featurize_efficiency = round(summary.featurize_speedup / summary.ideal_speedup, 3)
     summaries.sort(key=lambda s: (s.input, s.total_cores, s.executors))
     return summaries
 

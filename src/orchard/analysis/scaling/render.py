@@ -125,8 +125,9 @@ def markdown(summaries: Sequence[ConfigSummary], model: Optional[Fit], projectio
     for key, value in context.items():
         lines.append(f"- {key}: {value}")
     lines += ["", "| config (executors x cores) | cores | images | runs | wall median (min-max) s | images/s | "
-              "speed-up | ideal | efficiency | fitted s | featurize stage s (speed-up) | skew (median) | utilisation |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "speed-up | ideal | efficiency | fitted s | featurize stage s (speed-up) | featurize efficiency | "
+              "skew (median) | utilisation |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         lines.append(
             f"| {s.config} | {s.total_cores} | {s.images} | {s.runs}{f' ({s.failed} failed)' if s.failed else ''} | "
@@ -134,6 +135,7 @@ def markdown(summaries: Sequence[ConfigSummary], model: Optional[Fit], projectio
             f"{s.speedup:.2f} | {s.ideal_speedup:.0f} | {s.efficiency:.0%} | "
             f"{s.predicted_s if s.predicted_s is not None else '–'} | "
             f"{f'{s.featurize_median_s:.1f} ({s.featurize_speedup:.2f}x)' if s.featurize_speedup else '–'} | "
+            f"{f'{s.featurize_efficiency:.0%}' if s.featurize_efficiency else '–'} | "
             f"{s.skew_median if s.skew_median is not None else '–'} | "
             f"{f'{s.utilisation_median:.0%}' if s.utilisation_median is not None else '–'} |")
     if model is not None:
