@@ -233,9 +233,9 @@ def print_stage_medians(rounds: List[Dict]) -> None:
     sides = [(r["runs"], r["baseline"]["runs"]) for r in rounds]
     names = list(dict.fromkeys(k for new, base in sides for name in ("sample", "bench")
                                for k in [*new[name]["stages"], *base[name]["stages"]]))
-    for stage in names:
-        cells = [statistics.median(side[name]["stages"].get(stage, 0.0) for side in [pair[i] for pair in sides])
-                 for name in ("sample", "bench") for i in (0, 1)]
+    for stage in names:  # sample: this checkout, baseline; bench: this checkout, baseline
+        cells = [statistics.median(pair[side][name]["stages"].get(stage, 0.0) for pair in sides)
+                 for name in ("sample", "bench") for side in (0, 1)]
         print(f"{stage:>16} {cells[0]:>7.1f} {cells[1]:>6.1f} {cells[2]:>7.1f} {cells[3]:>6.1f}")
 
 

@@ -84,3 +84,11 @@ def test_the_running_spark_context_is_used(spark):
     assert conf.get("orchard.test.key") == "x"
     assert spark_conf.get("orchard.test.key") is None  # a copy: Spark's own is left alone
     assert conf.get("fs.defaultFS") == spark_conf.get("fs.defaultFS")
+
+
+def test_java_doubles_arrive_exactly_in_the_running_jvm(spark):
+    import struct
+
+    values = [0.1, -2.5e-300, 1.0 / 3.0, 6.02e23]
+    array = gateway.java_doubles(struct.pack("<4d", *values))
+    assert len(array) == 4 and [array[i] for i in range(4)] == values  # bit for bit

@@ -32,6 +32,7 @@ from pyspark.ml.util import (
 
 from orchard.errors import OrchardError
 from orchard.pipeline.featurize import features_origin
+from orchard.spark.gateway import active_context, java_doubles
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +186,13 @@ def spark_pca_model(components: np.ndarray, ratios: np.ndarray):
     (a py4j list of d x k doubles would take seconds). Raises OrchardError when this Spark has
     no such constructor.
     """
-    from pyspark import SparkContext
     from pyspark.ml.feature import PCAModel
 
-    context = SparkContext._active_spark_context
-    jvm = context._jvm
+    jvm = active_context()._jvm
     rows, k = components.shape
     try:
-        pc = jvm.org.apache.spark.ml.linalg.DenseMatrix(rows, k, _java_doubles(context, components.ravel(order="F")))
-        explained = jvm.org.apache.spark.ml.linalg.DenseVector(_java_doubles(context, ratios))
+        pc = jvm.org.apache.spark.ml.linalg.DenseMatrix(rows, k, java_doubles(_f8_bytes(components.ravel(order="F"))))
+        explained = jvm.org.apache.spark.ml.linalg.DenseVector(java_doubles(_f8_bytes(ratios)))
         java_model = jvm.org.apache.spark.ml.feature.PCAModel(PCAModel._randomUID(), pc, explained)
     except Exception as error:  # py4j: constructor missing or changed in this Spark
         raise OrchardError(f"this Spark has no PCAModel constructor orchard can reach: {error}") from None
@@ -203,14 +202,8 @@ def spark_pca_model(components: np.ndarray, ratios: np.ndarray):
     return model
 
 
-def _java_doubles(context, values: np.ndarray):
-    """A Java double[] holding `values` (float64), sent as bytes."""
-    jvm = context._jvm
-    data = np.ascontiguousarray(values, dtype="<f8")
-    array = context._gateway.new_array(jvm.double, int(data.size))
-    buffer = jvm.java.nio.ByteBuffer.wrap(bytearray(data.tobytes()))
-    buffer.order(jvm.java.nio.ByteOrder.LITTLE_ENDIAN).asDoubleBuffer().get(array)
-    return array
+def _f8_bytes(values: np.ndarray) -> bytes:
+    return np.ascontiguousarray(values, dtype="<f8").tobytes()
 
 
 def pc_shape(model) -> Tuple[int, int]:

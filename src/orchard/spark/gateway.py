@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional
 
+from orchard.errors import OrchardError
 from orchard.spark.session import LOG4J_CONFIG, check_java
 
 _LOCK = threading.Lock()
@@ -39,6 +40,20 @@ def jvm():
     if context is not None:
         return context._jvm
     return _bare_gateway().jvm
+
+
+def java_doubles(little_endian_f8: bytes):
+    """A Java double[] of the running SparkContext's JVM holding these float64 values (8 bytes
+    each, little-endian), sent as one byte array: a py4j list of doubles goes value by value
+    (seconds for a million). Raises OrchardError when no SparkContext is running."""
+    context = active_context()
+    if context is None:
+        raise OrchardError("no running SparkContext to hand the values to")
+    jvm = context._jvm
+    array = context._gateway.new_array(jvm.double, len(little_endian_f8) // 8)
+    buffer = jvm.java.nio.ByteBuffer.wrap(bytearray(little_endian_f8))
+    buffer.order(jvm.java.nio.ByteOrder.LITTLE_ENDIAN).asDoubleBuffer().get(array)
+    return array
 
 
 def has_bare_jvm() -> bool:
