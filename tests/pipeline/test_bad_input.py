@@ -1,4 +1,5 @@
 """Bad files become error rows with a reason; nothing is lost; the CLI exits 0."""
+import dataclasses
 import io
 import json
 import shutil
@@ -92,3 +93,35 @@ def test_nothing_is_lost(messy_run, messy_dataset):
             "Test/Lemon/cmyk.jpg"} <= featurized
     errors = set(pq.read_table(output / "errors").column("path").to_pylist())
     assert len(featurized) + len(errors) == counts["images"] and not featurized & errors
+
+
+def test_files_removed_or_emptied_after_the_listing_are_error_rows(spark, sample_dir, model_file, tmp_path,
+                                                                   monkeypatch):
+    """The Python workers read a local input's files themselves (issue 15): a file gone or
+    emptied between the listing and the read still ends as an error row with its reason."""
+    import orchard
+    from orchard.pipeline import run as run_module
+
+    root = tmp_path / "data" / "Training" / "Banana"
+    root.mkdir(parents=True)
+    for image in sorted((sample_dir / "Training" / "Banana").iterdir())[:4]:
+        shutil.copyfile(image, root / image.name)
+    gone, emptied = sorted(root.iterdir())[:2]
+    listed = run_module.list_input
+
+    def list_then_change(*args, **kwargs):
+        listing = listed(*args, **kwargs)
+        gone.unlink()
+        emptied.write_bytes(b"")
+        return listing
+
+    monkeypatch.setattr(run_module, "list_input", list_then_change)
+    output = tmp_path / "out"
+    record = orchard.run(orchard.RunConfig(input=str(tmp_path / "data"), output=str(output), model_path=str(model_file),
+                                           pca_k=1), spark=spark)
+    assert dataclasses.asdict(record.counts) == {"found": 4, "images": 4, "featurized": 2, "errors": 2, "ignored": 0}
+    table = pq.read_table(output / "errors").to_pydict()
+    errors = dict(zip(table["path"], table["error"]))
+    assert "could not read" in errors[f"Training/Banana/{gone.name}"] and "FileNotFoundError" in errors[
+        f"Training/Banana/{gone.name}"]
+    assert errors[f"Training/Banana/{emptied.name}"] == "empty file (0 bytes)"

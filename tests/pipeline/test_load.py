@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+
+import pytest
 
 from orchard.pipeline.load import list_input
 
@@ -149,3 +152,41 @@ def test_n_readable_counts_the_images_without_a_problem():
                       "problem": [None, "empty file", None]})
     listing = Listing(root_uri="file:/x", table=table)
     assert listing.n_readable == 2 == listing.readable_table.num_rows
+
+
+# --------------------------------------------------------------------------- local files, read by the workers (issue 15)
+
+
+def test_local_root_is_a_filesystem_path_only_for_the_local_disk():
+    from orchard.pipeline.load import local_root
+
+    assert local_root("file:/data/fruits [v2]#1") == "/data/fruits [v2]#1"  # as list_input qualifies: unescaped
+    assert local_root("file:///data/x") == "/data/x"
+    assert local_root("hdfs://namenode:8020/data") is None and local_root("s3a://bucket/data") is None
+
+
+def test_image_locations_give_each_local_image_its_own_path(spark, sample_dir, tmp_path):
+    from orchard.errors import OrchardError
+    from orchard.pipeline.load import Listing, image_locations, list_input
+
+    image = next((sample_dir / "Training").rglob("*.jpg"))
+    names = ["plain.jpg", "with space.jpg", "hash#1?.jpg", "%41.jpg", "12:30:45.jpg", "accent é.jpg"]
+    root = tmp_path / "fruits #2"
+    for split, klass in (("Training", "Apple"), ("Test", "Kiwi")):
+        (root / split / klass).mkdir(parents=True)
+        for name in names:
+            shutil.copyfile(image, root / split / klass / name)
+    (root / "Test" / "Kiwi" / "empty.jpg").write_bytes(b"")  # a listing problem: not read
+    listing = list_input(spark, str(root))
+    frame = image_locations(spark, listing, 3)
+    assert frame.columns == ["path", "label", "split", "location"] and frame.rdd.getNumPartitions() == 3
+    rows = {row.path: row for row in frame.collect()}
+    expected = {f"{split}/{klass}/{name}": (klass, split)
+                for split, klass in (("Training", "Apple"), ("Test", "Kiwi")) for name in names}
+    assert {path: (row.label, row.split) for path, row in rows.items()} == expected
+    for path, row in rows.items():  # the exact file, whatever its name holds
+        assert row.location == str(root / path) and Path(row.location).read_bytes() == image.read_bytes()
+    some = image_locations(spark, listing, 1, paths=["Test/Kiwi/%41.jpg"]).collect()
+    assert [(row.path, row.location) for row in some] == [("Test/Kiwi/%41.jpg", str(root / "Test/Kiwi/%41.jpg"))]
+    with pytest.raises(OrchardError, match="not on the local disk"):
+        image_locations(spark, Listing(root_uri="hdfs://namenode:8020/data"), 1)

@@ -27,6 +27,7 @@ from orchard.classify.export import read_metadata
 from orchard.classify.names import INPUT_NAME, ONNX_FILE, OUTPUT_NAME
 from orchard.errors import OrchardError
 from orchard.names import ERRORS_DIR
+from orchard.pipeline.config import arrow_batch_rows
 from orchard.pipeline.featurize import ARROW_BATCH_KEY, ship_model
 from orchard.pipeline.grow import listed_files
 from orchard.pipeline.inference import (
@@ -35,10 +36,9 @@ from orchard.pipeline.inference import (
     INFER_MS,
     WIDTH,
     FrameColumns,
-    arrow_batch_rows,
     partition_featurizer,
 )
-from orchard.pipeline.load import choose_partitions, list_input, planned_cores, read_images
+from orchard.pipeline.load import LOCATION_COLUMN, choose_partitions, images_to_featurize, list_input, planned_cores
 from orchard.pipeline.models import ModelSpec, sha256_of
 from orchard.pipeline.record import RunCounts
 from orchard.pipeline.run import error_rows, unread_paths  # the same reconciliation as `orchard run`
@@ -136,14 +136,15 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
     check_local_output(config.output, config.overwrite)
     listing = list_input(spark, config.input)
     partitions = config.partitions or choose_partitions(listing.n_readable, planned_cores(spark))
-    images = read_images(spark, listing, partitions)
+    images, column = images_to_featurize(spark, listing, partitions)
     output = Output(spark, config.output)
     output.prepare(config.overwrite)
 
     path = shippable_model(model_dir)
     spec = fruit_spec(path, classes, size)
     ship_model(spark.sparkContext, path, spec.sha256)
-    columns = FrameColumns(input="content", features=PROBABILITIES, error="error", kept=("path", "label", "split"))
+    columns = FrameColumns(input=column, features=PROBABILITIES, error="error", kept=("path", "label", "split"),
+                           paths=column == LOCATION_COLUMN)
     score = partition_featurizer(spec.file_name, spec, config.batch_size, task_cpus(spark), columns)
     scoped = with_settings(images, {ARROW_BATCH_KEY: str(arrow_batch_rows(config.batch_size))})
     scored = scoped.mapInPandas(score, scored_schema()).persist(StorageLevel.MEMORY_AND_DISK)

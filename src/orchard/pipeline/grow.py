@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, Optional
 from orchard.errors import OrchardError
 from orchard.names import PCA_MODEL_DIR
 from orchard.pipeline.commit import Commit, CommitLog
-from orchard.pipeline.load import LISTING_BATCH, Listing
+from orchard.pipeline.load import Listing, arrow_frame
 from orchard.storage.fs import Storage, join
 
 log = logging.getLogger(__name__)
@@ -56,18 +56,9 @@ def listed_files(spark, listing: Listing):
     """DataFrame(path string, size long, mtime_ms long) of the listing's readable images (paths
     relative to the root; size in bytes, modification time in ms since the epoch), as listed.
 
-    Sent to Spark LISTING_BATCH rows at a time, so the driver never holds Python objects for
-    more rows than that.
+    Sent to Spark in bounded slices (load.arrow_frame).
     """
-    table = listing.readable_table
-    parts = [spark.createDataFrame(table.slice(start, LISTING_BATCH).to_pandas(), INDEX_SCHEMA)
-             for start in range(0, table.num_rows, LISTING_BATCH)]
-    if not parts:
-        return spark.createDataFrame([], INDEX_SCHEMA)
-    frame = parts[0]
-    for part in parts[1:]:
-        frame = frame.unionByName(part)
-    return frame
+    return arrow_frame(spark, listing.readable_table, INDEX_SCHEMA)
 
 
 def read_parquet(spark, log_: CommitLog, names: List[str], schema: str):

@@ -374,6 +374,68 @@ def read_images(spark, listing: Listing, partitions: int, paths: Optional[List[s
     return labelled.select("path", "label", "split", "content").repartition(partitions)
 
 
+LOCATION_COLUMN = "location"  # a local image's filesystem path, read by the Python workers
+
+
+def local_root(root_uri: str) -> Optional[str]:
+    """The root as a filesystem path when `root_uri` is on the local disk (`file:/abs`, as
+    list_input qualifies it: unescaped), else None (hdfs://, s3://, ...)."""
+    if not root_uri.startswith("file:"):
+        return None
+    path = root_uri[len("file:"):]
+    if path.startswith("///"):  # file:///abs: an empty authority
+        path = path[2:]
+    return path if path.startswith("/") else None
+
+
+def arrow_frame(spark, table, schema: str):
+    """A DataFrame of the pyarrow `table` (its columns as `schema` names them), sent to Spark
+    LISTING_BATCH rows at a time, so the driver never holds Python objects for more rows."""
+    parts = [spark.createDataFrame(table.slice(start, LISTING_BATCH).to_pandas(), schema)
+             for start in range(0, table.num_rows, LISTING_BATCH)]
+    if not parts:
+        return spark.createDataFrame([], schema)
+    frame = parts[0]
+    for part in parts[1:]:
+        frame = frame.unionByName(part)
+    return frame
+
+
+def image_locations(spark, listing: Listing, partitions: int, paths: Optional[List[str]] = None):
+    """DataFrame(path, label, split, location) of the readable images (or of `paths`, relative,
+    some of them) of a local input, in `partitions` parts: `location` is the image's path on
+    this machine, for ImageFeaturizer's Python workers to read themselves (its string input).
+
+    The alternative to read_images for a local disk: no file index of every path on the
+    driver, no JVM scan, no shuffle of the image bytes (the rows shuffled are two short
+    strings), as Ray Data and Daft read files inside their own workers. The executors must see
+    the files at the same paths, as binaryFile's would. Raises OrchardError for a root that is
+    not on the local disk.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    root = local_root(listing.root_uri)
+    if root is None:
+        raise OrchardError(f"internal: {listing.root_uri} is not on the local disk: read it with read_images")
+    relative = listing.readable_table.column("path") if paths is None else pa.array(paths, pa.string())
+    locations = pc.binary_join_element_wise(root.rstrip("/"), relative, "/")
+    table = pa.table({"path": relative, LOCATION_COLUMN: locations})
+    labelled = with_label_and_split(arrow_frame(spark, table, f"path string, {LOCATION_COLUMN} string"),
+                                    listing.split_layout)
+    return labelled.select("path", "label", "split", LOCATION_COLUMN).repartition(partitions)
+
+
+def images_to_featurize(spark, listing: Listing, partitions: int, paths: Optional[List[str]] = None):
+    """(images, column): DataFrame(path, label, split, column) and the column a featurizer
+    reads: for a local input the images' paths (LOCATION_COLUMN, see image_locations: the
+    Python workers read the files), else their bytes read by Spark ("content", see
+    read_images: hdfs://, s3://)."""
+    if local_root(listing.root_uri) is not None:
+        return image_locations(spark, listing, partitions, paths), LOCATION_COLUMN
+    return read_images(spark, listing, partitions, paths), "content"
+
+
 def planned_cores(spark) -> int:
     """Task slots the application will have: the cores registered now, or what it was given
     (`spark.cores.max`; `spark.executor.instances` x `spark.executor.cores`) when that is more,
