@@ -4,10 +4,11 @@
 - storage/ does not import orchard.local (endpoints are passed in);
 - orchard's own modules are imported at module level, never inside a function (third-party
   ones may be deferred); an `if TYPE_CHECKING:` block counts as module level. The one exception
-  is an orchard module that is itself heavy: one that imports pyspark, matplotlib, boto3 or
-  onnxruntime at module level, directly or through the orchard modules it imports (e.g.
-  orchard.api, whose Transformer classes subclass pyspark.ml's): deferring it keeps the CLI's
-  start free of pyspark, like deferring pyspark itself;
+  is an orchard module that is itself heavy: one that imports pyspark, matplotlib, boto3,
+  onnxruntime, pandas, pyarrow or Pillow at module level, directly or through the orchard
+  modules it imports (e.g. orchard.pipeline.featurize, whose Transformer subclasses pyspark.ml's,
+  or orchard.api, through the listing's pyarrow and the decoder's Pillow): deferring it keeps
+  the CLI's start free of them, like deferring pyspark itself;
 - every imported module exists: orchard's own as a file of the tree (and every name taken from
   one is defined there), third-party ones as an installed package (unless the import is
   optional: inside `try: ... except ImportError`).
@@ -33,7 +34,7 @@ FORBIDDEN = {
     "storage": ("orchard.local",),
 }
 # third-party packages worth deferring (hundreds of ms to import)
-HEAVY_PACKAGES = ("pyspark", "matplotlib", "boto3", "botocore", "onnxruntime")
+HEAVY_PACKAGES = ("pyspark", "matplotlib", "boto3", "botocore", "onnxruntime", "pandas", "pyarrow", "PIL")
 # (file, imported module) pairs allowed inside a function, with the reason
 DEFERRED_ALLOWED = {
     # run as a script by spark-submit: it imports orchard only after taking its own folder off sys.path
@@ -223,7 +224,8 @@ def test_orchard_modules_are_imported_at_module_level():
 
 def test_heavy_orchard_modules_are_found_through_their_imports():
     assert is_heavy("orchard.pipeline.featurize")  # subclasses pyspark.ml's Transformer
-    assert is_heavy("orchard.api")  # through orchard.pipeline.run
+    assert is_heavy("orchard.api")  # through orchard.pipeline.run (Pillow and pyarrow, for listing and decoding)
+    assert is_heavy("orchard.pipeline.quantize")  # pandas, through the worker's inference module
     assert not is_heavy("orchard.names") and not is_heavy("orchard.errors")
     assert not is_heavy("orchard.cli")  # the CLI starts without pyspark
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchard.pipeline.inference import ARROW_BATCH_BYTES, ARROW_BATCH_ROWS, arrow_batch_rows, infer
+from orchard.pipeline.config import ARROW_BATCH_BYTES, ARROW_BATCH_ROWS, arrow_batch_rows
+from orchard.pipeline.inference import infer
 from orchard.pipeline.models import get_spec, onnx_session
 from orchard.pipeline.preprocess import preprocess
 

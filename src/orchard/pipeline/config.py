@@ -15,6 +15,20 @@ from typing import Any, Dict, List, Optional
 from orchard.errors import OrchardError
 from orchard.names import PRECISION_FP32, PRECISIONS
 
+ARROW_BATCH_ROWS = 64  # rows per Arrow batch sent to a Python worker (bounded memory per batch)
+ARROW_BATCH_BYTES = 64 * 1024 * 1024  # image bytes per Arrow batch at most, when the largest image is known
+
+
+def arrow_batch_rows(batch_size: int, largest_input: int = 0) -> int:
+    """Rows per Arrow batch: max(ARROW_BATCH_ROWS, batch_size), fewer when `largest_input`
+    (bytes of the largest image, 0: unknown) times that would pass ARROW_BATCH_BYTES, so a
+    batch of phone photos stays bounded in bytes too (never below 1 row)."""
+    rows = max(ARROW_BATCH_ROWS, batch_size)
+    if largest_input > 0:
+        rows = min(rows, ARROW_BATCH_BYTES // largest_input)
+    return max(1, rows)
+
+
 DEFAULT_MASTER = "local[*]"  # used unless spark-submit (or a profile) gives the master
 
 

@@ -17,14 +17,13 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from orchard.errors import OrchardError
 from orchard.names import DEFAULT_MODEL, PRECISION_FP32, PRECISION_INT8
-from orchard.pipeline.config import check_precision
+from orchard.pipeline.config import arrow_batch_rows, check_precision
 from orchard.pipeline.inference import (
     DECODE_MS,
     HEIGHT,
     INFER_MS,
     WIDTH,
     FrameColumns,
-    arrow_batch_rows,
     partition_featurizer,
     read_bytes,
 )

@@ -22,22 +22,8 @@ from orchard.pipeline.models import ModelSpec, onnx_session
 from orchard.pipeline.preprocess import try_preprocess
 from orchard.spark.progress import batch_reporter
 
-ARROW_BATCH_ROWS = 64  # rows per Arrow batch sent to a Python worker (bounded memory per batch)
 # Columns ImageFeaturizer adds besides its features and error columns.
 WIDTH, HEIGHT, DECODE_MS, INFER_MS = "width", "height", "decode_ms", "infer_ms"
-
-
-ARROW_BATCH_BYTES = 64 * 1024 * 1024  # image bytes per Arrow batch at most, when the largest image is known
-
-
-def arrow_batch_rows(batch_size: int, largest_input: int = 0) -> int:
-    """Rows per Arrow batch: max(ARROW_BATCH_ROWS, batch_size), fewer when `largest_input`
-    (bytes of the largest image, 0: unknown) times that would pass ARROW_BATCH_BYTES, so a
-    batch of phone photos stays bounded in bytes too (never below 1 row)."""
-    rows = max(ARROW_BATCH_ROWS, batch_size)
-    if largest_input > 0:
-        rows = min(rows, ARROW_BATCH_BYTES // largest_input)
-    return max(1, rows)
 
 
 @dataclass(frozen=True)

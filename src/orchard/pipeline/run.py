@@ -11,14 +11,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 from orchard import __version__, names
 from orchard.errors import OrchardError
 from orchard.names import ERRORS_DIR, FEATURES_DIR, RUN_RECORD, SCREE_PLOT, STAGE_PROPERTY
 from orchard.pipeline.commit import INDEX_DIR, STAGED_DIR, Commit, CommitLog, kill_point, new_run_id
-from orchard.pipeline.config import DEFAULT_MASTER, RunConfig
-from orchard.pipeline.featurize import ImageFeaturizer, arrow_batch_rows, features_metadata
+from orchard.pipeline.config import DEFAULT_MASTER, RunConfig, arrow_batch_rows
 from orchard.pipeline.grow import (
     INDEX_SCHEMA,
     Changes,
@@ -39,17 +38,16 @@ from orchard.pipeline.grow import (
 )
 from orchard.pipeline.load import (
     EMPTY_FILE_REASON,
+    LOCATION_COLUMN,
     choose_partitions,
     file_size,
+    images_to_featurize,
     list_input,
     planned_cores,
-    read_images,
     with_label_and_split,
 )
 from orchard.pipeline.models import resolve_model
-from orchard.pipeline.quantize import listing_calibration, precision_record
 from orchard.pipeline.record import RunCounts, RunRecord
-from orchard.pipeline.reduce import VariancePCA, VariancePCAModel
 from orchard.pipeline.sessions import child_session
 from orchard.pipeline.write import (
     Output,
@@ -62,6 +60,9 @@ from orchard.spark.eventlog import event_log_conf, event_log_of
 from orchard.spark.gateway import java_error_messages
 from orchard.spark.progress import featurize_progress
 from orchard.spark.session import create_session, executor_task_counts, stop_session
+
+if TYPE_CHECKING:  # imported when a run needs them (pyspark.ml, pandas: ~1 s), while the JVM starts
+    from orchard.pipeline.reduce import VariancePCAModel
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,9 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from orchard.pipeline.featurize import ImageFeaturizer
+    from orchard.pipeline.quantize import listing_calibration, precision_record
+
     cores = planned_cores(spark)
     # the run's own jobs in a child session (the caller's settings untouched): small bookkeeping shuffles
     spark = child_session(spark, {"spark.sql.shuffle.partitions": str(bookkeeping_partitions(cores))})
@@ -212,11 +216,12 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         model_info.update(int8_sha256=int8.sha256, calibration_paths=list(int8.calibration.paths))
         check_same_model(base, model_info)
     single = first and n_todo <= chunk_images  # a first run in one go: no staging
+    warming = _in_background(_load_projection_classes, spark)  # while the images are featurized
     with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, n_todo):
         log.info("featurizing %d of %d images in %d partitions on %d cores (%s)", n_todo, listing.n_images,
                  partitions, cores, "one chunk" if single else f"chunks of {chunk_images}")
         if single:
-            featurized = featurizer.transform(read_images(spark, listing, partitions))
+            featurized = _featurized(spark, featurizer, listing, partitions)
             featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
         else:
             paths = first_run_chunks(listing, chunk_images) if first else chunks(todo, n_todo, chunk_images)
@@ -233,15 +238,20 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     ok = featurized.where(F.col("error").isNull()).drop("error") if featurized is not None else None
     n_featurized = int(stats["featurized"])
     kept = _kept_rows(spark, commits, base, listed) if base else None
+    warming.exception()  # waits (done long ago); a failed warm-up only means the projection loads them itself
     with timer.stage(names.STAGE_PCA_FIT):
         pca, pca_name, refit = _pca_for(spark, config, commits, output, base, ok, n_featurized, kept, spec,
                                         model_sha, run_id)
     total_ok = n_featurized + (kept["count"] if kept else 0)
-    # the scree plot (~1 s of matplotlib) is drawn while Spark writes the tables
-    scree = _in_background(scree_plot_png, pca.explainedVariance, pca.k, config.pca_variance,
-                           f"PCA of {spec.name} features ({total_ok} images)") if pca and refit else None
     with timer.stage(names.STAGE_WRITE_FEATURES):
-        feature_files = _write_features(output, commits, spec, pca, ok, kept, refit, cores)
+        feature_files, table = _features_table(spec, pca, ok, kept, refit)
+        # the scree plot (~1 s of matplotlib, holding the GIL) is drawn while Spark writes; only
+        # once the plan above is built, whose many py4j calls would each wait for the GIL
+        scree = _in_background(scree_plot_png, pca.explainedVariance, pca.k, config.pca_variance,
+                               f"PCA of {spec.name} features ({total_ok} images)") if pca and refit else None
+        if table is not None:  # one wave of tasks, one file per core: fewer, larger files, faster than two waves
+            feature_files += write_parts(table.coalesce(cores), output.storage, commits, FEATURES_DIR,
+                                         parquet_options(table))
     with timer.stage(names.STAGE_WRITE_ERRORS):
         if kept:
             errors = kept["errors"].unionByName(errors)
@@ -319,7 +329,7 @@ def _featurize_in_chunks(spark, featurizer, listing, listed, path_chunks: Iterat
     from pyspark.sql import functions as F
 
     for paths in path_chunks:
-        rows = featurizer.transform(read_images(spark, listing, partitions, paths))
+        rows = _featurized(spark, featurizer, listing, partitions, paths)
         # the size and mtime as listed (what the next run compares); broadcast: the features are not shuffled
         rows = rows.join(F.broadcast(listed), "path")
         folder = f"{STAGED_DIR}/{run_id}-{len(staged):05d}"
@@ -328,6 +338,13 @@ def _featurize_in_chunks(spark, featurizer, listing, listed, path_chunks: Iterat
         previous = commits.write(_in_progress(previous, run_id, staged), previous)
         kill_point("featurize")
     return previous
+
+
+def _featurized(spark, featurizer, listing, partitions: int, paths: Optional[List[str]] = None):
+    """The featurizer's rows for the listing's readable images (or `paths`): read by the Python
+    workers from their local paths, or by Spark (see load.images_to_featurize)."""
+    images, column = images_to_featurize(spark, listing, partitions, paths)
+    return featurizer.copy({featurizer.inputCol: column}).transform(images).drop(LOCATION_COLUMN)
 
 
 def _staged_rows(spark, commits: CommitLog, staged: List[str], listed):
@@ -341,11 +358,10 @@ def _staged_rows(spark, commits: CommitLog, staged: List[str], listed):
     return rows.drop("size", "mtime_ms").persist(StorageLevel.MEMORY_AND_DISK)
 
 
-def _write_features(output: Output, commits: CommitLog, spec, pca: Optional[VariancePCAModel], ok, kept,
-                    refit: bool, cores: int) -> List[str]:
-    """Write the new rows (and the kept rows that must be rewritten: all of them after a PCA
-    refit, else those sharing a file with a removed or changed image) projected with `pca`;
-    return the committed features/ files: the kept files left as they are plus the new ones."""
+def _features_table(spec, pca: Optional[VariancePCAModel], ok, kept, refit: bool):
+    """(the kept features/ files left as they are, the rows to write or None): the new rows
+    (and the kept rows that must be rewritten: all of them after a PCA refit, else those
+    sharing a file with a removed or changed image) projected with `pca`, in FEATURE_COLUMNS."""
     from pyspark.sql import functions as F
 
     feature_files = list(kept["features"]) if kept and not refit else []
@@ -353,16 +369,13 @@ def _write_features(output: Output, commits: CommitLog, spec, pca: Optional[Vari
     if kept and (refit or kept["rewrite"]):
         parts.append(kept["rows"] if refit else kept["rewrite_rows"])
     if not parts:
-        return feature_files
+        return feature_files, None
     table = parts[0]
     for part in parts[1:]:
         table = table.unionByName(part)
     table = pca.transform(table) if pca else table.withColumn("pca", F.lit(None).cast("array<float>"))
     table = same_schema_as_before(table, pca is not None)
-    table = table.withColumn("model", F.lit(spec.name)).select(*FEATURE_COLUMNS)
-    # one wave of tasks, one file per core: fewer, larger files, and faster than two waves here
-    return feature_files + write_parts(table.coalesce(cores), output.storage, commits, FEATURES_DIR,
-                                       parquet_options(table))
+    return feature_files, table.withColumn("model", F.lit(spec.name)).select(*FEATURE_COLUMNS)
 
 
 def _in_progress(previous: Optional[Commit], run_id: str, staged: List[str]) -> Commit:
@@ -425,6 +438,9 @@ def _pca_for(spark, config: RunConfig, commits: CommitLog, output, base: Optiona
              spec, sha256: str, run_id: str):
     """(model or None, its folder name, fitted now?): --pca-model, the base run's model, or a
     new fit (first run, --refit-pca, or a base without a model) on every kept and new row."""
+    from orchard.pipeline.featurize import features_metadata
+    from orchard.pipeline.reduce import VariancePCA
+
     if config.pca_model:  # projects every row; saved in this output too (self-contained)
         model = load_pca_model(spark, config.pca_model, spec.feature_dim, spec.name)
         return model, pca_model_name(output.storage, commits, run_id), True
@@ -458,14 +474,26 @@ def same_schema_as_before(table, projected: bool):
 
 
 def _import_later_libraries() -> None:
-    """Import what the PCA and the scree plot need (~0.6 s of Python) ahead of time."""
+    """Import what featurizing, the PCA and the scree plot need (~1.5 s of Python: pyspark.ml,
+    pandas, matplotlib) ahead of time, while the JVM starts (this module imports none of them)."""
     import importlib
 
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed, as in writing.scree_plot_png
-    for module in ("matplotlib.pyplot", "pyspark.ml.feature", "pyspark.ml.functions"):
+    for module in ("orchard.pipeline.featurize", "orchard.pipeline.reduce", "matplotlib.pyplot",
+                   "pyspark.ml.feature", "pyspark.ml.functions"):
         importlib.import_module(module)
+
+
+def _load_projection_classes(spark) -> None:
+    """Analyse a one-row plan using MLlib's array_to_vector, so that the JVM loads what the
+    projection needs (~1 s of Scala reflection on first use) during the featurize job, which
+    keeps the driver idle, rather than when the features are written."""
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    spark.range(1).select(array_to_vector(F.array(F.lit(0.0))))
 
 
 def _in_background(work: Callable[..., Any], *args: Any) -> Future:
