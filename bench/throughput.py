@@ -9,6 +9,8 @@ bench set (6,480 images). From each round:
     marginal images/s = (n_bench - n_sample) / (t_bench - t_sample)
     fixed start-up s  = t_sample - n_sample / marginal
     ratio             = marginal / bare loop images/s
+    beyond the workers = wall - (decode + inference seconds of run.json) / cores: the run's time
+                        not spent on the images' own work, whatever the cores' speed that minute
 With int8 (the default; --no-int8 leaves it out), each round also times the bare loop with the
 int8 model (orchard.pipeline.quantize, calibrated as `orchard run --precision int8` calibrates on
 the bench set) and `orchard run --precision int8` on both sets, right after the fp32 ones:
@@ -108,7 +110,9 @@ def orchard_run(dataset: Path, model_file: Path, output: Path, extra: List[str],
     if result.returncode != 0:
         sys.exit(f"orchard run failed:\n{result.stderr[-3000:]}")
     record = json.loads((output / "run.json").read_text())
-    return {"wall": wall, "images": record["counts"]["featurized"], "stages": record["seconds"]}
+    workers = sum(record["udf_seconds"].values()) / max(1, record["cores"])  # decode + inference, per core
+    return {"wall": wall, "images": record["counts"]["featurized"], "stages": record["seconds"],
+            "beyond_workers": wall - workers}
 
 
 def bare_rates_of(args, files: List[Path], model_file: Path) -> Dict[str, float]:
@@ -239,6 +243,21 @@ def print_stage_medians(rounds: List[Dict]) -> None:
         print(f"{stage:>16} {cells[0]:>7.1f} {cells[1]:>6.1f} {cells[2]:>7.1f} {cells[3]:>6.1f}")
 
 
+def print_beyond_workers(rounds: List[Dict], baseline: bool) -> None:
+    """Seconds of each run not spent in the Python workers' own image work: wall minus their
+    decode + inference seconds (run.json udf_seconds) shared over the cores. Insensitive to how
+    fast the cores are that minute; what the bench set adds over the sample is the per-image
+    cost beyond the bare loop's work (Spark's scan, Arrow, the PCA, the projection, Parquet)."""
+    sides = [("this checkout", lambda r: r["runs"])] + ([("baseline", lambda r: r["baseline"]["runs"])]
+                                                        if baseline else [])
+    print("\nseconds beyond the workers' own decode + inference (medians): sample, bench, per extra image")
+    for label, runs_of in sides:
+        sample = statistics.median(runs_of(r)["sample"]["beyond_workers"] for r in rounds)
+        bench = statistics.median(runs_of(r)["bench"]["beyond_workers"] for r in rounds)
+        added = statistics.median(runs_of(r)["bench"]["images"] - runs_of(r)["sample"]["images"] for r in rounds)
+        print(f"{label:>14}: {sample:6.1f} s {bench:6.1f} s {1000 * (bench - sample) / added:6.2f} ms/image")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared/ folder")
@@ -282,6 +301,7 @@ def main() -> None:
     if args.baseline_src:
         print_baseline(rounds, args.baseline_src)
         print_stage_medians(rounds)
+    print_beyond_workers(rounds, bool(args.baseline_src))
     print(f"cores: {os.cpu_count()}, bare loop threads: {args.threads}, batch size: {args.batch_size}, "
           f"rounds: {args.repeat}")
     for name in ("sample", "bench"):
