@@ -4,7 +4,8 @@ Layouts: `<root>/<Split>/<Class>/<image>` (Fruits-360) or `<root>/<Class>/<image
 Any Hadoop filesystem works (local, hdfs://, s3a://, EMRFS s3://). Every listed file is
 accounted for: orchard lists the files itself (the local disk through Python, following
 symbolic links once; other filesystems through orchard.storage), the root taken literally (no
-glob), and gives Spark's `binaryFile` scan the exact files to read. What cannot be read (empty
+glob), and reads exactly those files: a local disk's in the featurizer's Python workers (their
+paths, image_locations), other filesystems' through Spark's `binaryFile` scan (read_images). What cannot be read (empty
 files, which the scan skips silently, files over its size limit, dangling links, link loops,
 images outside class folders) becomes error rows with a reason. One hidden rule: a file is
 hidden when any part of its path below the root starts with `_` or `.` (e.g. `_SUCCESS`,
