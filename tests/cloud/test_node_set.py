@@ -32,13 +32,14 @@ def run_checked(command, **kwargs) -> subprocess.CompletedProcess:
 
 
 def pyspark_wheels(python39: str) -> Path:
-    """pyspark and py4j wheels for the test (pyspark is a source release: built once)."""
+    """pyspark and py4j wheels for the test (pyspark is a source release: built once, in pip's
+    own build environment: a fresh Python 3.9 has no `wheel` package for setup.py bdist_wheel)."""
     folder = CACHE / "pyspark-wheels"
     if not list(folder.glob(f"pyspark-{PYSPARK}-*.whl")):
         partial = CACHE / ".pyspark-wheels.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        run_checked([python39, "-m", "pip", "wheel", "--isolated", "--disable-pip-version-check",
-                     "--no-deps", "--wheel-dir", str(partial), f"pyspark=={PYSPARK}", f"py4j=={PY4J}"],
+        run_checked([python39, "-m", "pip", "wheel", "--isolated", "--disable-pip-version-check", "--no-deps",
+                     "--use-pep517", "--wheel-dir", str(partial), f"pyspark=={PYSPARK}", f"py4j=={PY4J}"],
                     timeout=1800)
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
