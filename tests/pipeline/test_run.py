@@ -8,7 +8,7 @@ import pytest
 from orchard.pipeline.config import RunConfig
 from orchard.pipeline.inference import to_model_input
 from orchard.pipeline.models import get_spec, onnx_session
-from orchard.pipeline.run import run_pipeline
+from orchard.pipeline.run import StageTimer, run_pipeline
 from orchard.pipeline.preprocess import preprocess
 from orchard.pipeline.reduce import choose_k
 
@@ -40,6 +40,42 @@ def test_counts_reconcile_and_match_the_dataset(sample_run):
     assert set(on_disk["seconds"]) >= {"spark_start", "list", "featurize", "pca_fit", "write_features"}
     assert on_disk["config"]["input"].endswith("fruits-360-sample")
     assert pq.read_table(output / "errors").num_rows == 0
+
+
+def test_small_writes_overlap_the_features_write_and_total_is_wall_time(sample_run):
+    _, record = sample_run
+    started, seconds = record.stage_started_at, record.seconds
+    stages = [name for name in seconds if name != "total"]
+    assert stages == sorted(stages, key=started.get)  # in start order
+    features_end = started["write_features"] + seconds["write_features"]
+    for small in ("write_errors", "write_model"):  # in threads of their own
+        assert started["write_features"] <= started[small] < features_end
+    ends = [started[name] + seconds[name] for name in stages]
+    assert seconds["total"] == pytest.approx(max(ends) - min(started.values()), abs=0.002)
+    assert seconds["total"] < sum(seconds[name] for name in stages)
+
+
+def test_stage_timer_total_counts_overlapping_stages_once():
+    import threading
+    import time
+
+    def beside() -> None:
+        with timer.stage("beside"):
+            time.sleep(0.05)
+
+    timer = StageTimer()
+    with timer.stage("first"):
+        worker = threading.Thread(target=beside)
+        worker.start()
+        time.sleep(0.01)
+        with timer.stage("second"):
+            time.sleep(0.1)
+        worker.join()
+    assert list(timer.seconds) == ["first", "beside", "second"]  # start order
+    assert timer.seconds["beside"] >= 0.05 and timer.seconds["second"] >= 0.1
+    assert timer.total() == pytest.approx(timer.seconds["first"], abs=0.002)
+    assert timer.total() < sum(timer.seconds.values())
+    assert StageTimer().total() == 0.0
 
 
 def test_schema_paths_labels_and_splits(sample_run):

@@ -22,7 +22,9 @@ class RunCounts:
 class RunRecord:
     """What `orchard.run` returns and writes as run.json (`to_dict()`: the same keys, in order).
 
-    Units: seconds (float, wall clock) in `seconds` (per stage and `total`) and `udf_seconds`
+    Units: seconds (float, wall clock) in `seconds` (per stage, in start order, and `total`:
+    from the first stage's start to the last one's end, as write_errors and write_model overlap
+    write_features) and `udf_seconds`
     (decode and inference time summed over every image, across all cores); epoch seconds in
     `stage_started_at`; `started_at` is an ISO 8601 UTC time.
     """

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from orchard import __version__, names
 from orchard.errors import OrchardError
@@ -71,10 +71,12 @@ UNREAD_FILE_REASON = "listed but not read by Spark (removed or unreadable during
 
 
 class StageTimer:
-    """Wall-clock seconds per named stage, in order.
+    """Wall-clock seconds per named stage, in the order they started.
 
     Once `spark_context` is set, the Spark jobs a stage starts carry its name (local property
-    `orchard.stage`), so `orchard report` can tell from the event log which stage ran what.
+    `orchard.stage`, set per thread), so `orchard report` can tell from the event log which
+    stage ran what. Stages may overlap (the small writes run beside the features' write): the
+    run's total is the wall time from the first stage's start to the last one's end.
     """
 
     def __init__(self) -> None:
@@ -86,6 +88,7 @@ class StageTimer:
     def stage(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         self.started_at[name] = round(time.time(), 3)
+        self.seconds[name] = 0.0  # set on exit; here, so that the stages stay in start order
         if self.spark_context is not None:
             self.spark_context.setLocalProperty(STAGE_PROPERTY, name)
         log.info("stage %s ...", name)
@@ -96,6 +99,13 @@ class StageTimer:
             if self.spark_context is not None:
                 self.spark_context.setLocalProperty(STAGE_PROPERTY, None)
             log.info("stage %s done in %.1f s", name, self.seconds[name])
+
+    def total(self) -> float:
+        """Wall seconds from the first stage's start to the last stage's end (0.0 before any)."""
+        if not self.started_at:
+            return 0.0
+        ends = [self.started_at[name] + self.seconds.get(name, 0.0) for name in self.started_at]
+        return round(max(ends) - min(self.started_at.values()), 3)
 
 
 def launched_by_spark_submit() -> bool:
@@ -249,19 +259,22 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         # once the plan above is built, whose many py4j calls would each wait for the GIL
         scree = _in_background(scree_plot_png, pca.explainedVariance, pca.k, config.pca_variance,
                                f"PCA of {spec.name} features ({total_ok} images)") if pca and refit else None
-        if table is not None:  # one wave of tasks, one file per core: fewer, larger files, faster than two waves
-            feature_files += write_parts(table.coalesce(cores), output.storage, commits, FEATURES_DIR,
-                                         parquet_options(table))
-    with timer.stage(names.STAGE_WRITE_ERRORS):
-        if kept:
-            errors = kept["errors"].unionByName(errors)
-        error_files = write_parts(errors.coalesce(1), output.storage, commits, ERRORS_DIR)
-        n_errors = read_parquet(spark, commits, error_files, "path string").count() if error_files else 0
-        index = listed.join(unread, "path", "left_anti") if unread is not None else listed
-        index_files = write_parts(index.coalesce(1), output.storage, commits, INDEX_DIR)
-    with timer.stage(names.STAGE_WRITE_MODEL):
-        if pca and refit:
-            pca.pcaModel.write().save(output.child(pca_name))
+        # the errors and the index, and the PCA model (small jobs, mostly driver work), written
+        # by two more threads while the features are: their tasks take a core as one frees
+        small = [_in_background(_write_errors_and_index, timer, spark, output, commits,
+                                kept["errors"].unionByName(errors) if kept else errors,
+                                listed.join(unread, "path", "left_anti") if unread is not None else listed),
+                 _in_background(_write_pca_model, timer, pca.pcaModel if pca and refit else None,
+                                output.child(pca_name) if pca and refit else "")]
+        try:
+            if table is not None:  # one wave of tasks, one file per core: fewer, larger files, faster than two
+                feature_files += write_parts(table.coalesce(cores), output.storage, commits, FEATURES_DIR,
+                                             parquet_options(table))
+        except BaseException:
+            for writing in small:
+                writing.exception()  # let the small writes end before the error goes up
+            raise
+    (error_files, n_errors, index_files), _ = [writing.result() for writing in small]
     if featurized is not None:
         featurized.unpersist()
     kill_point("write")
@@ -290,7 +303,7 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         pca=_pca_record(pca, config) if refit or not pca else {**_pca_record(pca, config), "model": pca_name},
         partitions=partitions,
         cores=cores,
-        seconds={**timer.seconds, "total": round(sum(timer.seconds.values()), 3)},
+        seconds={**timer.seconds, "total": timer.total()},
         stage_started_at=timer.started_at,
         udf_seconds={"decode": round((stats["decode_ms"] or 0) / 1000, 3),
                      "inference": round((stats["infer_ms"] or 0) / 1000, 3)},
@@ -471,6 +484,25 @@ def same_schema_as_before(table, projected: bool):
         never_used = F.array_repeat(F.lit(0.0).cast("float"), 0)
         table = table.withColumn("pca", F.coalesce("pca", never_used))
     return table
+
+
+def _write_errors_and_index(timer: StageTimer, spark, output: Output, commits: CommitLog, errors,
+                            index) -> Tuple[List[str], int, List[str]]:
+    """Write the error rows and the index (stage write_errors): (error files, error rows
+    written, index files). The error rows are counted as read back from their files, for the
+    run's reconciliation."""
+    with timer.stage(names.STAGE_WRITE_ERRORS):
+        error_files = write_parts(errors.coalesce(1), output.storage, commits, ERRORS_DIR)
+        n_errors = read_parquet(spark, commits, error_files, "path string").count() if error_files else 0
+        index_files = write_parts(index.coalesce(1), output.storage, commits, INDEX_DIR)
+    return error_files, int(n_errors), index_files
+
+
+def _write_pca_model(timer: StageTimer, pca_model, uri: str) -> None:
+    """Save a newly fitted Spark PCAModel at `uri` (stage write_model); nothing when None."""
+    with timer.stage(names.STAGE_WRITE_MODEL):
+        if pca_model is not None:
+            pca_model.write().save(uri)
 
 
 def _import_later_libraries() -> None:
