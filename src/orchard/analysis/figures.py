@@ -3,7 +3,7 @@ task, time split. Each function writes one PNG and returns its path."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from orchard.analysis.metrics import PER_IMAGE_STAGES, Analysis, StageStats, available_cores, concurrency
 from orchard.names import (
@@ -37,6 +37,22 @@ def _legend_handles(phases: List[str]):
     from matplotlib.patches import Patch
 
     return [Patch(color=PHASE_COLOURS[p], label=p) for p in phases]
+
+
+def stage_rows(windows: List[Tuple[str, float, float]]) -> List[int]:
+    """The row (0, 1, ...) of each (stage, start s, end s) window in the timeline's stage band:
+    the first row whose last window has ended when it starts, so that overlapping stages (the
+    small writes beside write_features) are drawn one under the other. `windows` in start order."""
+    row_ends: List[float] = []
+    rows = []
+    for _, start, end in windows:
+        free = [row for row, row_end in enumerate(row_ends) if start >= row_end - 1e-3]
+        row = free[0] if free else len(row_ends)
+        if row == len(row_ends):
+            row_ends.append(end)
+        row_ends[row] = end
+        rows.append(row)
+    return rows
 
 
 def timeline(a: Analysis, path: Path) -> Path:
@@ -110,11 +126,14 @@ def timeline(a: Analysis, path: Path) -> Path:
     load.grid(alpha=0.3)
 
     if top is not None:
-        for i, (name, start, end) in enumerate(a.stage_windows):
-            top.broken_barh([(start, max(end - start, 0.05))], (0, 1), facecolors=STAGE_COLOURS.get(name, "#999"),
-                            edgecolors="white")
+        rows = stage_rows(a.stage_windows)
+        n_rows = max(rows, default=0) + 1
+        for (name, start, end), row in zip(a.stage_windows, rows):
+            bottom = (n_rows - 1 - row) / n_rows  # the first row on top
+            top.broken_barh([(start, max(end - start, 0.05))], (bottom, 1 / n_rows),
+                            facecolors=STAGE_COLOURS.get(name, "#999"), edgecolors="white")
             if end - start > 0.04 * max(a.wall_s, 1):
-                top.text((start + end) / 2, 0.5, name, ha="center", va="center", fontsize=8)
+                top.text((start + end) / 2, bottom + 0.5 / n_rows, name, ha="center", va="center", fontsize=8)
         top.set_yticks([])
         top.set_ylim(0, 1)
         top.set_title(f"Pipeline stages on the driver (run {a.app_id}, wall {a.wall_s:.1f} s)",
