@@ -46,11 +46,8 @@ def stage_rows(windows: List[Tuple[str, float, float]]) -> List[int]:
     row_ends: List[float] = []
     rows = []
     for _, start, end in windows:
-        free = [row for row, row_end in enumerate(row_ends) if start >= row_end - 1e-3]
-        row = free[0] if free else len(row_ends)
-        if row == len(row_ends):
-            row_ends.append(end)
-        row_ends[row] = end
+        row = next((row for row, row_end in enumerate(row_ends) if start >= row_end - 1e-3), len(row_ends))
+        row_ends[row:row + 1] = [end]  # a new row when row == len(row_ends)
         rows.append(row)
     return rows
 

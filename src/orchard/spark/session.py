@@ -125,8 +125,8 @@ def base_conf(arrow_batch_rows: int, on_this_machine: bool, loopback_cluster: bo
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     elif loopback_cluster:
-        conf["spark.driver.extraJavaOptions"] = f"{ENCODING_JAVA_OPTIONS} {QUICK_JIT}"
-        conf["spark.executor.extraJavaOptions"] = f"{ENCODING_JAVA_OPTIONS} {QUICK_JIT}"
+        for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+            conf[key] = f"{conf[key]} {QUICK_JIT}"
     return conf
 
 
