@@ -50,3 +50,54 @@ def test_the_featurizer_applies_the_byte_bound_to_its_own_job(spark, model_file)
     assert featurized.sparkSession.conf.get(ARROW_BATCH_KEY) == str(ARROW_BATCH_BYTES // (8 * 1024 * 1024))
     assert spark.conf.get(ARROW_BATCH_KEY) != featurized.sparkSession.conf.get(ARROW_BATCH_KEY)
     assert featurized.collect()[0].error  # and the job runs
+
+
+WARM_UP_SCRIPT = """
+import json, os, sys
+import pandas as pd
+from orchard.pipeline.featurize import ARROW_BATCH_KEY, ImageFeaturizer
+from orchard.pipeline.sessions import with_settings
+from orchard.spark.session import create_session
+
+def probe(frames):  # a later featurize task's view: is the model already loaded in this worker?
+    from orchard.pipeline import models
+    for _ in frames:
+        pass
+    yield pd.DataFrame({"pid": [os.getpid()], "loaded": [len(models._SESSIONS)]})
+
+def probed(spark):  # bound to a child session, as ImageFeaturizer.transform's job is
+    frame = with_settings(spark.range(0, 2, numPartitions=2), {ARROW_BATCH_KEY: "64"})
+    return [row.asDict() for row in frame.mapInPandas(probe, "pid long, loaded long").collect()]
+
+spark = create_session("warm-up-test", "local[2]")
+before = probed(spark)
+warmed = ImageFeaturizer(modelPath=sys.argv[1]).warm_up(spark, 2)
+print(json.dumps({"before": before, "warmed": warmed, "after": probed(spark)}))
+spark.stop()
+"""
+
+
+@pytest.mark.slow
+def test_warm_up_loads_the_model_in_the_python_workers_the_next_job_reuses(model_file, tmp_path):
+    """A fresh Spark (its own process: the test session's workers may hold a model already)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", WARM_UP_SCRIPT, str(model_file)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [row["loaded"] for row in result["before"]] == [0, 0]  # fresh workers: no model yet
+    assert result["warmed"] == 2  # two task slots, two Python workers
+    assert [row["loaded"] for row in result["after"]] == [1, 1]  # the same workers, the model loaded
+    assert {row["pid"] for row in result["after"]} == {row["pid"] for row in result["before"]}
+
+
+@pytest.mark.slow
+def test_warm_up_of_an_int8_featurizer_needs_its_calibration_first(spark, model_file):
+    from orchard.errors import OrchardError
+    from orchard.pipeline.featurize import ImageFeaturizer
+
+    with pytest.raises(OrchardError, match="quantize"):
+        ImageFeaturizer(modelPath=str(model_file), precision="int8").warm_up(spark, 1)
