@@ -8,7 +8,6 @@ DEFAULT_MODEL = "mobilenet_v2"
 STAGE_MODEL = "model"
 STAGE_SPARK_START = "spark_start"
 STAGE_LIST = "list"
-STAGE_WARM_UP = "warm_up"  # beside list: the Python workers started and the model loaded in each (fp32)
 STAGE_QUANTIZE = "quantize"  # only with --precision int8: calibrate and quantize the model (or find it cached)
 STAGE_FEATURIZE = "featurize"
 STAGE_RECONCILE = "reconcile"
@@ -16,7 +15,7 @@ STAGE_PCA_FIT = "pca_fit"
 STAGE_WRITE_FEATURES = "write_features"
 STAGE_WRITE_ERRORS = "write_errors"
 STAGE_WRITE_MODEL = "write_model"
-STAGES = (STAGE_MODEL, STAGE_SPARK_START, STAGE_LIST, STAGE_WARM_UP, STAGE_QUANTIZE, STAGE_FEATURIZE, STAGE_RECONCILE, STAGE_PCA_FIT,
+STAGES = (STAGE_MODEL, STAGE_SPARK_START, STAGE_LIST, STAGE_QUANTIZE, STAGE_FEATURIZE, STAGE_RECONCILE, STAGE_PCA_FIT,
           STAGE_WRITE_FEATURES, STAGE_WRITE_ERRORS, STAGE_WRITE_MODEL)
 
 # Precisions of the model's arithmetic (`--precision`): float32 as given, or int8 quantized.

@@ -120,8 +120,6 @@ def test_run_on_the_cluster_matches_local_mode(box, pushed, reference, store, tm
     executors = record["executors"]
     assert len({e["id"] for e in executors}) == 2, executors  # tasks ran on both workers' executors
     assert all(e["tasks"] > 0 and e["host"] == "127.0.0.1" for e in executors)
-    started = record["stage_started_at"]  # the executors' Python workers warmed up while the driver listed
-    assert started["list"] - 1 <= started["warm_up"] < started["featurize"], started
 
     ours, theirs = features_table(pulled), features_table(reference)
     assert ours["path"].tolist() == theirs["path"].tolist()

@@ -38,7 +38,6 @@ def test_counts_reconcile_and_match_the_dataset(sample_run):
     assert list(on_disk) == RUN_JSON_KEYS
     assert on_disk["model"]["sha256"] == get_spec("mobilenet_v2").sha256
     assert set(on_disk["seconds"]) >= {"spark_start", "list", "featurize", "pca_fit", "write_features"}
-    assert "warm_up" not in on_disk["seconds"]  # local mode: no warm-up of the Python workers
     assert on_disk["config"]["input"].endswith("fruits-360-sample")
     assert pq.read_table(output / "errors").num_rows == 0
 
@@ -54,14 +53,6 @@ def test_small_writes_overlap_the_features_write_and_total_is_wall_time(sample_r
     ends = [started[name] + seconds[name] for name in stages]
     assert seconds["total"] == pytest.approx(max(ends) - min(started.values()), abs=0.002)
     assert seconds["total"] < sum(seconds[name] for name in stages)
-
-
-def test_python_workers_are_warmed_up_on_a_cluster_for_fp32_only():
-    from orchard.pipeline.run import warm_up_pays
-
-    assert warm_up_pays("spark://127.0.0.1:7077", "fp32") and warm_up_pays("yarn", "fp32")
-    assert not warm_up_pays("local[2]", "fp32") and not warm_up_pays("local", "fp32")
-    assert not warm_up_pays("yarn", "int8")
 
 
 def test_stage_timer_total_counts_overlapping_stages_once():

@@ -8,7 +8,7 @@ from typing import Dict, List, Tuple
 from orchard.analysis.metrics import PER_IMAGE_STAGES, Analysis, StageStats, available_cores, concurrency
 from orchard.names import (
     STAGE_FEATURIZE, STAGE_LIST, STAGE_MODEL, STAGE_PCA_FIT, STAGE_QUANTIZE, STAGE_RECONCILE, STAGE_SPARK_START,
-    STAGE_WARM_UP, STAGE_WRITE_ERRORS, STAGE_WRITE_FEATURES, STAGE_WRITE_MODEL,
+    STAGE_WRITE_ERRORS, STAGE_WRITE_FEATURES, STAGE_WRITE_MODEL,
 )
 
 PHASE_COLOURS = {  # every phase of orchard.analysis.metrics.PHASES
@@ -16,8 +16,8 @@ PHASE_COLOURS = {  # every phase of orchard.analysis.metrics.PHASES
     "pca": "#c44e52", "write": "#8172b2", "other": "#8c8c8c",
 }
 STAGE_COLOURS = {  # every stage of orchard.names.STAGES (driver-side windows)
-    STAGE_MODEL: "#b0b0b0", STAGE_SPARK_START: "#b0b0b0", STAGE_LIST: "#d9b26f", STAGE_WARM_UP: "#b0b0b0",
-    STAGE_QUANTIZE: "#b0b0b0", STAGE_FEATURIZE: "#55a868",
+    STAGE_MODEL: "#b0b0b0", STAGE_SPARK_START: "#b0b0b0", STAGE_LIST: "#d9b26f", STAGE_QUANTIZE: "#b0b0b0",
+    STAGE_FEATURIZE: "#55a868",
     STAGE_RECONCILE: "#dd8452", STAGE_PCA_FIT: "#c44e52", STAGE_WRITE_FEATURES: "#8172b2",
     STAGE_WRITE_ERRORS: "#a99bd0", STAGE_WRITE_MODEL: "#a99bd0",
 }

@@ -16,14 +16,14 @@ from orchard.analysis.eventlog import EventLog, Stage, Task
 from orchard.names import (
     STAGE_FEATURIZE, STAGE_LIST, STAGE_MODEL, STAGE_PCA_FIT, STAGE_PROPERTY, STAGE_QUANTIZE, STAGE_RECONCILE,
     STAGE_SPARK_START,
-    STAGE_WARM_UP, STAGE_WRITE_ERRORS, STAGE_WRITE_FEATURES, STAGE_WRITE_MODEL,
+    STAGE_WRITE_ERRORS, STAGE_WRITE_FEATURES, STAGE_WRITE_MODEL,
 )
 
 # Parts of a run the analysis reports; every Spark stage falls in one.
 PHASES = ("startup", "list", "read", "featurize", "reconcile", "pca", "write", "other")
 # The phase of each stage of `orchard run` (orchard.names.STAGES), by the tag on its Spark jobs.
 PHASE_OF_ORCHARD_STAGE = {
-    STAGE_MODEL: "startup", STAGE_SPARK_START: "startup", STAGE_LIST: "list", STAGE_WARM_UP: "startup", STAGE_QUANTIZE: "startup",
+    STAGE_MODEL: "startup", STAGE_SPARK_START: "startup", STAGE_LIST: "list", STAGE_QUANTIZE: "startup",
     STAGE_FEATURIZE: "featurize",
     STAGE_RECONCILE: "reconcile", STAGE_PCA_FIT: "pca", STAGE_WRITE_FEATURES: "write",
     STAGE_WRITE_ERRORS: "write", STAGE_WRITE_MODEL: "write",

@@ -6,7 +6,6 @@ shipped to the executors once per SparkContext (`SparkContext.addFile`).
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -26,7 +25,6 @@ from orchard.pipeline.inference import (
     WIDTH,
     FrameColumns,
     partition_featurizer,
-    partition_warmer,
     read_bytes,
 )
 from orchard.pipeline.graph import runnable_path
@@ -47,7 +45,6 @@ METADATA_KEY = "orchard"  # the features column's metadata: {"orchard": {"model"
 
 # Model files shipped with SparkContext.addFile: (application id, file name) -> sha256.
 _SHIPPED: Dict[Tuple[str, str], str] = {}
-_SHIPPING = threading.Lock()  # a run warms its workers up in a thread while it lists
 
 
 def ship_model(spark_context, path, sha256: str) -> None:
@@ -57,12 +54,11 @@ def ship_model(spark_context, path, sha256: str) -> None:
     cannot replace a shipped file within one application).
     """
     key = (spark_context.applicationId, path.name)
-    with _SHIPPING:
-        shipped = _SHIPPED.get(key)
-        if shipped is None:
-            spark_context.addFile(str(path))
-            _SHIPPED[key] = sha256
-    if shipped is not None and shipped != sha256:
+    shipped = _SHIPPED.get(key)
+    if shipped is None:
+        spark_context.addFile(str(path))
+        _SHIPPED[key] = sha256
+    elif shipped != sha256:
         raise OrchardError(
             f"another model file named {path.name} (sha256 {shipped}) was already shipped to this "
             f"Spark application; Spark cannot replace it: restart Spark to use {path}"
@@ -224,29 +220,6 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         spec, path, sha256 = self._model()
         self._calibration = calibration
         return int8_model(spec, path, sha256, calibration)
-
-    def warm_up(self, spark, tasks: int) -> int:
-        """Start a Python worker in each of `tasks` task slots and load the model there now,
-        before any image: one job of `tasks` one-row tasks, each running the model once on a
-        blank image. Spark keeps idle Python workers for the next tasks of the same kind
-        (`spark.python.worker.reuse`, default true), so a later `transform` in this
-        SparkContext does not wait for the workers' start, their imports and the model's load
-        (~1.5 s of a core each here; more in a cluster executor's first task). Best run while
-        the driver is busy elsewhere (listing). With precision "int8", call `quantize` first.
-
-        Returns the number of distinct Python workers that ran the job. Raises OrchardError
-        for a model that cannot be resolved, or int8 before `quantize`.
-        """
-        spec, path, sha256 = self._model()
-        if check_precision(self.getPrecision()) == PRECISION_INT8:
-            if self._calibration is None:
-                raise OrchardError("ImageFeaturizer.warm_up: with precision int8, call quantize(calibration) first")
-            quantized = int8_model(spec, path, sha256, self._calibration)
-            path, sha256 = quantized.path, quantized.sha256
-        ship_model(spark.sparkContext, path, sha256)
-        warm = partition_warmer(path.name, spec, task_cpus(spark))
-        rows = spark.range(0, tasks, numPartitions=tasks).mapInPandas(warm, "pid long").collect()
-        return len({row.pid for row in rows})
 
     def _int8(self, dataset, columns: FrameColumns, spec: ModelSpec, path: Path, sha256: str) -> Int8Model:
         calibration = self._calibration

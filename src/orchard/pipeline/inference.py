@@ -9,7 +9,6 @@ oversubscribe.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -150,21 +149,3 @@ def partition_featurizer(
             yield featurize_frame(session, spec, frame, batch_size, columns, report)
 
     return featurize_partition
-
-
-def partition_warmer(model_file_name: str, spec: ModelSpec, threads: int
-                     ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """The function given to `mapInPandas` by ImageFeaturizer.warm_up: it loads the model in
-    this Python worker (the session featurize_partition will find) and runs it once on a
-    blank image; one row per partition, the worker's pid (long)."""
-
-    def warm_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from pyspark import SparkFiles
-
-        for _ in frames:  # the rows carry nothing
-            pass
-        session = onnx_session(SparkFiles.get(model_file_name), threads)
-        infer(session, spec, [np.zeros((spec.image_size, spec.image_size, 3), np.uint8)], 1)
-        yield pd.DataFrame({"pid": [os.getpid()]})
-
-    return warm_partition

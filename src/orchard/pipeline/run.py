@@ -200,9 +200,6 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     check_same_model(base, model_info)
     staged = list(previous.staged) if growing and previous is not None else []
     resumed = len(staged)
-    # on a cluster, the executors' Python workers started and the model loaded in each while the driver lists
-    warm_up = _in_background(_warm_up_workers, timer, spark, config, spec, model_path, cores) \
-        if warm_up_pays(spark.sparkContext.master, config.precision) else None
     with timer.stage(names.STAGE_LIST):
         listing = list_input(spark, config.input)
         listed = listed_files(spark, listing).persist()
@@ -255,8 +252,6 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     n_featurized = int(stats["featurized"])
     kept = _kept_rows(spark, commits, base, listed) if base else None
     warming.exception()  # waits (done long ago); a failed warm-up only means the projection loads them itself
-    if warm_up is not None:
-        warm_up.result()  # done before the featurize job's tasks started (it logs its own failure)
     with timer.stage(names.STAGE_PCA_FIT):
         pca, pca_name, refit = _pca_for(spark, config, commits, output, base, ok, n_featurized, kept, spec,
                                         model_sha, run_id)
@@ -511,29 +506,6 @@ def _write_pca_model(timer: StageTimer, pca_model, uri: str) -> None:
     with timer.stage(names.STAGE_WRITE_MODEL):
         if pca_model is not None:
             pca_model.write().save(uri)
-
-
-def warm_up_pays(master: str, precision: str) -> bool:
-    """Whether a run warms its Python workers up beside the listing: on a cluster (standalone,
-    YARN: executors of their own, idle while the driver lists), for fp32. Not in local mode,
-    where the executors share the driver's JVM and cores: there it measured no gain (sample
-    runs, 6 interleaved rounds, ratio median 0.98, 0.91-1.10). int8 quantizes after the listing."""
-    return not master.startswith("local") and precision == names.PRECISION_FP32
-
-
-def _warm_up_workers(timer: StageTimer, spark, config: RunConfig, spec, model_path: Path, cores: int) -> None:
-    """ImageFeaturizer.warm_up on every task slot (stage warm_up); a failure is only logged:
-    the featurize job then starts its workers itself."""
-    from orchard.pipeline.featurize import ImageFeaturizer
-
-    with timer.stage(names.STAGE_WARM_UP):
-        try:
-            featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), featureOutput=spec.output_name,
-                                         mean=spec.mean, std=spec.std)
-            workers = featurizer.warm_up(spark, cores)
-            log.info("warmed %d Python workers for %d task slots", workers, cores)
-        except Exception as error:  # never fails the run
-            log.warning("warming the Python workers failed (%s); featurizing starts them itself", error)
 
 
 def _import_later_libraries() -> None:
