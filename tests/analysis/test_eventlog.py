@@ -157,7 +157,11 @@ def test_found_by_app_id_in_its_folder_and_tagged_jobs(plain_log):
     app = parse_events(read_events(location), location)
     tagged = [j for j in app.jobs.values() if j.orchard_stage == STAGE_FEATURIZE]
     assert len(tagged) == 1
+    span = (tagged[0].completed_ms - tagged[0].submitted_ms) / 1000  # the featurize job, as the cluster saw it
+    assert span > 0 and app.jobs_span_s(STAGE_FEATURIZE) == pytest.approx(span)
+    assert app.jobs_span_s("no such stage") is None
     analysis = analyse(app)
+    assert analysis.jobs_s_by_stage[STAGE_FEATURIZE] == pytest.approx(span, abs=0.001)
     phases = {s.phase for s in analysis.stages}
     assert "featurize" in phases
     assert analysis.total_cores == 2

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchard.analysis.scaling.fit import driver_serial_cost, fit, fit_from_task_time, project, summarise
+from orchard.analysis.scaling.fit import (
+    FEATURIZE_FROM_EVENT_LOG, FEATURIZE_FROM_RUN_JSON, driver_serial_cost, fit, fit_from_task_time, project, summarise,
+)
 from orchard.analysis.scaling.records import Config, Measurement
-from orchard.analysis.scaling.render import read_context, read_measurements, write_csv
+from orchard.analysis.scaling.render import markdown, read_context, read_measurements, write_csv
 from orchard.analysis.scaling.runner import ScaleTest, configurations, parse_counts, run_conf
 from orchard.cli import main
 from orchard.cloud import pricing
@@ -100,6 +102,20 @@ def test_speedup_and_efficiency_against_one_worker():
     assert two.featurize_efficiency == pytest.approx(1.0, rel=1e-3) and two.efficiency < 0.99
 
 
+def test_featurize_stage_from_the_event_logs_when_every_run_has_them():
+    rows = _rows()
+    for row in rows:  # the jobs' span: the driver's stage less 2 s of planning before the first job
+        row.featurize_jobs_s = row.stage_s[STAGE_FEATURIZE] - 2.0
+    one, two = summarise(rows)
+    assert one.featurize_source == two.featurize_source == FEATURIZE_FROM_EVENT_LOG
+    assert two.featurize_median_s == pytest.approx(P * 6480 / 2 - 2.0, abs=1e-3)
+    assert two.featurize_speedup == pytest.approx((P * 6480 - 2.0) / (P * 6480 / 2 - 2.0), rel=1e-3)
+    rows[0].featurize_jobs_s = None  # one run's event log unreadable: every run's from run.json
+    one, two = summarise(rows)
+    assert two.featurize_source == FEATURIZE_FROM_RUN_JSON and two.featurize_speedup == pytest.approx(2.0, rel=1e-3)
+    assert "featurize stage: run.json" in markdown([one, two], None, [], [], {})
+
+
 def test_failed_and_warmup_runs_do_not_count():
     rows = _rows()
     rows.append(Measurement(config="1x1", executors=1, cores_per_executor=1, total_cores=1, input="data6480",
@@ -170,6 +186,8 @@ def test_scale_test_end_to_end_and_the_report_of_a_run(tmp_path, sample_dir, cap
     rows = read_measurements(out / "measurements.csv")
     assert [r.total_cores for r in rows] == [1, 2] and all(r.ok and r.images == 32 for r in rows)
     assert all(r.app_id and r.event_log and r.skew is not None for r in rows)
+    # the featurize jobs' span from the event log: within the driver's stage, which also plans before them
+    assert all(0 < r.featurize_jobs_s < r.stage_s[STAGE_FEATURIZE] for r in rows)
     runs = sorted((out / "outputs").iterdir())
     record = json.loads((runs[-1] / RUN_RECORD).read_text())
     assert record["spark"]["event_log"] and Path(record["spark"]["event_log"].replace("file:", "", 1)).exists()

@@ -294,6 +294,15 @@ class EventLog:
             counts[task.executor] = counts.get(task.executor, 0) + 1
         return counts
 
+    def jobs_span_s(self, orchard_stage: str) -> Optional[float]:
+        """Seconds from the first submission to the last end of the jobs tagged `orchard_stage`
+        (local property orchard.stage), or None when none ended: the stage as the cluster saw
+        it, without the driver's work before its first job."""
+        jobs = [job for job in self.jobs.values() if job.orchard_stage == orchard_stage and job.completed_ms]
+        if not jobs:
+            return None
+        return (max(job.completed_ms for job in jobs) - min(job.submitted_ms for job in jobs)) / 1000.0
+
     def job_of_stage(self, stage_id: int) -> Optional[Job]:
         for job in self.jobs.values():
             if stage_id in job.stage_ids:

@@ -159,6 +159,7 @@ class Analysis:
     startup: Dict[str, Optional[float]]
     stage_windows: List[Tuple[str, float, float]]  # orchard stages: (name, start_s, end_s)
     wall_by_stage: Dict[str, float]
+    jobs_s_by_stage: Dict[str, float]  # orchard stage -> its Spark jobs' span (EventLog.jobs_span_s)
     core_s_by_phase: Dict[str, float]
     time_split: List[Tuple[str, float, str]]  # (part, seconds, unit/how measured)
     images_per_s: Dict[str, float]
@@ -206,6 +207,7 @@ class Analysis:
                         "skew": round(s.skew, 3), "records": s.records,
                         "records_per_s": round(s.records_per_s, 1)} for s in self.stages],
             "wall_by_stage": self.wall_by_stage,
+            "jobs_s_by_stage": self.jobs_s_by_stage,
             "time_split": [{"part": p, "seconds": round(v, 2), "measured": how} for p, v, how in self.time_split],
             "images_per_s": {k: round(v, 1) for k, v in self.images_per_s.items()},
             "verdict": self.verdict,
@@ -582,6 +584,12 @@ def log_format(app: EventLog) -> str:
             + (", in progress" if app.in_progress else ""))
 
 
+def jobs_s_by_stage(app: EventLog) -> Dict[str, float]:
+    """{orchard stage: seconds from its first job's submission to its last job's end}."""
+    spans = {name: app.jobs_span_s(name) for name in {job.orchard_stage for job in app.jobs.values()} if name}
+    return {name: round(span, 3) for name, span in spans.items() if span is not None}
+
+
 def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
     """Metrics and verdict for one application (`record`: its run.json, when known)."""
     record = record or {}
@@ -620,6 +628,7 @@ def analyse(app: EventLog, record: Optional[Dict[str, Any]] = None) -> Analysis:
         utilisation_app=busy_total / (max(total_cores, 1) * app_seconds),
         gaps=idle_gaps(app, tasks, windows, clock), startup=startup, stage_windows=windows,
         wall_by_stage=wall_by_stage, core_s_by_phase=core_s_by_phase,
+        jobs_s_by_stage=jobs_s_by_stage(app),
         time_split=time_split_rows(wall_by_stage, core_s_by_phase, stages, startup, record.get("udf_seconds") or {}),
         images_per_s=images_per_second(images, seconds, stages),
         main_stage=main_stage(stages), findings=[], verdict="", tasks=tasks, slots=slots, t0_ms=t0_ms,

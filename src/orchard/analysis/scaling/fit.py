@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 
 from orchard.analysis.scaling.records import Measurement
@@ -153,16 +153,32 @@ class ConfigSummary:
     predicted_s: Optional[float] = None
     skew_median: Optional[float] = None
     utilisation_median: Optional[float] = None
-    featurize_median_s: Optional[float] = None
+    featurize_median_s: Optional[float] = None  # see featurize_source
+    featurize_source: str = ""  # FEATURIZE_FROM_EVENT_LOG or FEATURIZE_FROM_RUN_JSON
     featurize_speedup: Optional[float] = None  # of the featurize stage alone (the parallel part)
     featurize_efficiency: Optional[float] = None  # featurize_speedup / ideal_speedup
     startup_median_s: Optional[float] = None
 
 
+FEATURIZE_FROM_EVENT_LOG = "event log"  # its Spark jobs: first submitted to last ended
+FEATURIZE_FROM_RUN_JSON = "run.json"  # the driver's stage: also its planning before the first job
+
+
+def featurize_seconds(rows: Sequence[Measurement]) -> Tuple[str, Callable[[Measurement], Optional[float]]]:
+    """(source, seconds of a run's featurize stage): from the event logs when every counted
+    run has them (the featurize jobs' span, as issue 15 measures the stage), else run.json's
+    `seconds.featurize` (which also counts the driver's planning before the first job)."""
+    counted = [row for row in rows if row.ok and not row.warmup]
+    if counted and all(row.featurize_jobs_s is not None for row in counted):
+        return FEATURIZE_FROM_EVENT_LOG, lambda row: row.featurize_jobs_s
+    return FEATURIZE_FROM_RUN_JSON, lambda row: row.stage_s.get(STAGE_FEATURIZE)
+
+
 def summarise(rows: Sequence[Measurement], model: Optional[Fit] = None) -> List[ConfigSummary]:
     """Per configuration and input: median wall time, images/s, speed-up and efficiency
     against the configuration with the fewest cores (one worker), of the whole run and of the
-    featurize stage alone (its run.json seconds: the part that parallelises)."""
+    featurize stage alone (the part that parallelises; see featurize_seconds)."""
+    source, featurize_s = featurize_seconds(rows)
     groups: Dict[Tuple[str, str], List[Measurement]] = {}
     for row in rows:
         if not row.warmup:
@@ -189,7 +205,7 @@ def summarise(rows: Sequence[Measurement], model: Optional[Fit] = None) -> List[
             speedup=1.0, ideal_speedup=1.0, efficiency=1.0,
             predicted_s=round(model.predict(images, good[0].total_cores), 2) if model else None,
             skew_median=med([r.skew for r in good]), utilisation_median=med([r.utilisation for r in good]),
-            featurize_median_s=med([r.stage_s.get(STAGE_FEATURIZE) for r in good]),
+            featurize_median_s=med([featurize_s(r) for r in good]), featurize_source=source,
             startup_median_s=med([r.stage_s.get(STAGE_SPARK_START) for r in good]),
         )
         summaries.append(summary)

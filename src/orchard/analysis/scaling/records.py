@@ -42,6 +42,7 @@ class Measurement:
     tail_idle_core_s: Optional[float] = None
     utilisation: Optional[float] = None
     busy_core_s: Optional[float] = None  # task time of the whole run (event log), core-seconds
+    featurize_jobs_s: Optional[float] = None  # the featurize jobs' span in the event log (EventLog.jobs_span_s), s
     load_before: Optional[float] = None
     load_after: Optional[float] = None
     error: Optional[str] = None

@@ -7,12 +7,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-
-from orchard.analysis.scaling.fit import ConfigSummary, Fit, Projection
+from orchard.analysis.scaling.fit import (
+    FEATURIZE_FROM_EVENT_LOG, FEATURIZE_FROM_RUN_JSON, ConfigSummary, Fit, Projection,
+)
 from orchard.analysis.scaling.records import Measurement
 
 MEASUREMENTS_CSV, SUMMARY_CSV, PROJECTION_CSV = "measurements.csv", "summary.csv", "projection.csv"
 FIT_JSON, SPEEDUP_PNG, REPORT_MD = "fit.json", "speedup.png", "scale_test.md"
+
+
+FEATURIZE_NOTES = {
+    FEATURIZE_FROM_EVENT_LOG: "the featurize jobs of each run's event log, from the first one's submission to the "
+                              "last one's end (the driver's planning before the first job is not in it)",
+    FEATURIZE_FROM_RUN_JSON: "run.json's seconds.featurize, the driver's stage (with its planning before the first "
+                             "job): some event logs could not be read",
+}
 
 
 def write_csv(path: Path, rows: Sequence[Any]) -> Path:
@@ -124,8 +133,9 @@ def markdown(summaries: Sequence[ConfigSummary], model: Optional[Fit], projectio
     lines = ["# Scale test", ""]
     for key, value in context.items():
         lines.append(f"- {key}: {value}")
+    source = summaries[0].featurize_source if summaries else ""
     lines += ["", "| config (executors x cores) | cores | images | runs | wall median (min-max) s | images/s | "
-              "speed-up | ideal | efficiency | fitted s | featurize stage s (speed-up) | featurize efficiency | "
+              f"speed-up | ideal | efficiency | fitted s | featurize stage s ({source}; speed-up) | featurize efficiency | "
               "skew (median) | utilisation |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
@@ -138,6 +148,8 @@ def markdown(summaries: Sequence[ConfigSummary], model: Optional[Fit], projectio
             f"{f'{s.featurize_efficiency:.0%}' if s.featurize_efficiency else '–'} | "
             f"{s.skew_median if s.skew_median is not None else '–'} | "
             f"{f'{s.utilisation_median:.0%}' if s.utilisation_median is not None else '–'} |")
+    if summaries:
+        lines += ["", f"- featurize stage: {FEATURIZE_NOTES.get(source, source)}"]
     if model is not None:
         lines += ["", f"Fit to the median of each configuration ({model.points} runs, R² over the runs "
                       f"{model.r2:.3f}): fixed cost F = {model.fixed_s:.1f} s, "
@@ -196,7 +208,7 @@ def read_measurements(path: Path) -> List[Measurement]:
     names = {f for f in Measurement.__dataclass_fields__}
     ints = {"executors", "cores_per_executor", "total_cores", "repetition", "images", "partitions", "executors_used"}
     floats = {"wall_s", "images_per_s", "skew", "tail_idle_core_s", "utilisation", "busy_core_s", "load_before",
-              "load_after"}
+              "load_after", "featurize_jobs_s"}
     rows: List[Measurement] = []
     with open(path, newline="", encoding="utf-8") as handle:
         for raw in csv.DictReader(handle):

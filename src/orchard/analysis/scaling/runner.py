@@ -27,7 +27,7 @@ from orchard.analysis.scaling.render import (
 )
 from orchard.errors import OrchardError
 from orchard.local.cluster import LocalCluster
-from orchard.names import RUN_RECORD
+from orchard.names import RUN_RECORD, STAGE_FEATURIZE
 from orchard.progress import Display, is_quiet
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ def _fill_from_record(row: Measurement, record: Dict[str, Any], output: Path) ->
         main = analysis.main_stage
         row.utilisation = round(analysis.utilisation, 4)
         row.busy_core_s = round(analysis.busy_core_s, 2)
+        row.featurize_jobs_s = analysis.jobs_s_by_stage.get(STAGE_FEATURIZE)
         if main is not None:
             row.skew, row.tail_idle_core_s = round(main.skew, 3), round(main.tail_idle_core_s, 2)
     except Exception as error:  # the timing stands without the event-log measures
@@ -144,11 +145,14 @@ def _fill_from_record(row: Measurement, record: Dict[str, Any], output: Path) ->
 
 
 def fill_from_event_logs(rows: Sequence[Measurement]) -> None:
-    """Task time of runs measured before it was recorded (re-analysis of older results)."""
+    """Task time and the featurize jobs' span of runs measured before they were recorded
+    (re-analysis of older results)."""
     for row in rows:
-        if row.ok and row.busy_core_s is None and row.event_log:
+        if row.ok and (row.busy_core_s is None or row.featurize_jobs_s is None) and row.event_log:
             try:
-                row.busy_core_s = round(analyse(load_event_log(row.event_log)).busy_core_s, 2)
+                analysis = analyse(load_event_log(row.event_log))
+                row.busy_core_s = round(analysis.busy_core_s, 2)
+                row.featurize_jobs_s = analysis.jobs_s_by_stage.get(STAGE_FEATURIZE)
             except Exception as error:
                 log.warning("could not read the event log %s: %s", row.event_log, error)
 
