@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchard.analysis.eventlog import load_event_log
-from orchard.analysis.metrics import analyse
+from orchard.analysis.metrics import Analysis, analyse
 from orchard.analysis.report import load
 from orchard.analysis.scaling.fit import (
     DEFAULT_IMAGES, DEFAULT_INSTANCE, DEFAULT_NODES, Fit, Projection, fit, fit_from_task_time, project, summarise,
@@ -136,12 +136,17 @@ def _fill_from_record(row: Measurement, record: Dict[str, Any], output: Path) ->
         analysis, _ = load(str(output))
         main = analysis.main_stage
         row.utilisation = round(analysis.utilisation, 4)
-        row.busy_core_s = round(analysis.busy_core_s, 2)
-        row.featurize_jobs_s = analysis.jobs_s_by_stage.get(STAGE_FEATURIZE)
+        _fill_from_event_log(row, analysis)
         if main is not None:
             row.skew, row.tail_idle_core_s = round(main.skew, 3), round(main.tail_idle_core_s, 2)
     except Exception as error:  # the timing stands without the event-log measures
         log.warning("could not analyse the event log of %s: %s", row.app_id, error)
+
+
+def _fill_from_event_log(row: Measurement, analysis: Analysis) -> None:
+    """The measures a re-analysis can also take from an event log alone: task time, the featurize jobs' span."""
+    row.busy_core_s = round(analysis.busy_core_s, 2)
+    row.featurize_jobs_s = analysis.jobs_s_by_stage.get(STAGE_FEATURIZE)
 
 
 def fill_from_event_logs(rows: Sequence[Measurement]) -> None:
@@ -150,9 +155,7 @@ def fill_from_event_logs(rows: Sequence[Measurement]) -> None:
     for row in rows:
         if row.ok and (row.busy_core_s is None or row.featurize_jobs_s is None) and row.event_log:
             try:
-                analysis = analyse(load_event_log(row.event_log))
-                row.busy_core_s = round(analysis.busy_core_s, 2)
-                row.featurize_jobs_s = analysis.jobs_s_by_stage.get(STAGE_FEATURIZE)
+                _fill_from_event_log(row, analysis=analyse(load_event_log(row.event_log)))
             except Exception as error:
                 log.warning("could not read the event log %s: %s", row.event_log, error)
 
