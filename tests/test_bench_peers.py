@@ -32,3 +32,26 @@ def test_setup_help_and_syntax() -> None:
     assert subprocess.run(["bash", "-n", str(setup)]).returncode == 0
     result = subprocess.run(["bash", str(setup), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and "bench-venvs" in result.stdout
+
+
+def _round(walls: dict, marginals: dict) -> dict:
+    return {"runs": {s: {"bench": {"wall": w}} for s, w in walls.items()},
+            "rates": {s: {"marginal": m} for s, m in marginals.items()}}
+
+
+def test_ratios_for_orchard_and_its_int8_run() -> None:
+    """The issue's three ratios, within a round, for each orchard variant that ran."""
+    sys.path.insert(0, str(BENCH / "peers"))
+    try:
+        from run import round_ratios
+    finally:
+        sys.path.pop(0)
+    systems = ["orchard", "orchard-int8", "ray", "daft", "keras"]
+    r = _round({"orchard": 60.0, "orchard-int8": 40.0, "ray": 120.0, "daft": 50.0, "keras": 240.0},
+               {"orchard": 150.0, "orchard-int8": 250.0, "ray": 60.0, "daft": 200.0, "keras": 30.0})
+    ratios = round_ratios(systems, r)
+    assert ratios == pytest.approx({
+        "orchard/best peer marginal": 0.75, "bench orchard/daft": 1.2, "bench seeds/orchard": 4.0,
+        "orchard-int8/best peer marginal": 1.25, "bench orchard-int8/daft": 0.8, "bench seeds/orchard-int8": 6.0})
+    # without int8, Daft or the seeds: only what can be computed
+    assert round_ratios(["orchard", "ray"], r) == pytest.approx({"orchard/best peer marginal": 2.5})

@@ -1,14 +1,16 @@
 """orchard against Ray Data and Daft (and the seeds' Keras pipeline) on the same job, in rounds.
 
     bash bench/peers/setup.sh                      # once: the peers' virtual environments
-    python bench/peers/run.py [--rounds 3] [--with-seeds] [--json]
+    python bench/peers/run.py [--rounds 3] [--with-seeds] [--with-int8] [--json]
 
 The job: the images of <root>/<Split>/<Class>/ -> orchard's preprocessing -> MobileNetV2 ONNX
 `features` (1280 floats) -> Parquet; orchard also fits its PCA. Every system runs in a fresh
 process, timed by the wall clock from start to exit (interpreter, JVM or Ray start included):
 `orchard run` with this Python (the checkout's src/ unless --orchard-src), bench/peers/ray_job.py
 and daft_job.py in their virtual environments (2 actors / UDF processes x 1 ONNX Runtime
-thread, batch 8), and with --with-seeds bench/seeds_keras.py. Each round runs every system on
+thread, batch 8), with --with-seeds bench/seeds_keras.py, and with --with-int8 `orchard run
+--precision int8` as a system of its own ("orchard-int8", its model quantized on a warm-up run
+of each input, so the timed runs find it cached). Each round runs every system on
 the sample (1,920 images) then on the bench set (6,480), the systems one after the other, their
 order rotated from round to round. From each system's runs:
     marginal images/s = (n_bench - n_sample) / (t_bench - t_sample)
@@ -17,8 +19,9 @@ and the table gives the median over rounds of each column. Before timing, the pe
 preprocessing (common.preprocess) is checked against orchard's on the sample's images (the
 arrays must be equal); after the last round, each system's row counts are checked against
 orchard's and its features compared with orchard's, path by path (max |difference| and the
-lowest cosine); the seeds' too when they ran with ImageNet weights (by default orchard's ONNX
-weights converted for Keras, onnx_to_keras_weights.py: Keras cannot download its own here).
+lowest and mean cosine); the seeds' and orchard-int8's too (close to orchard's, not equal), the seeds'
+when they ran with ImageNet weights (by default orchard's ONNX weights converted for Keras,
+onnx_to_keras_weights.py: Keras cannot download its own here).
 Numbers mean something only on a quiet machine: nothing else running.
 """
 from __future__ import annotations
@@ -41,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PEERS = ("ray", "daft")
 SEEDS = "keras"
+INT8 = "orchard-int8"
+ORCHARDS = ("orchard", INT8)
 PEER_LINE = re.compile(r"^PEER (\S+) images=(\d+)(.*)$", re.MULTILINE)
 
 
@@ -59,9 +64,10 @@ def venv_python(venvs: Path, name: str) -> Path:
 
 def command_for(system: str, dataset: Path, output: Path, args) -> List[str]:
     """The command line that runs `system` on `dataset`, writing under `output`."""
-    if system == "orchard":
+    if system in ORCHARDS:
+        precision = ["--precision", "int8"] if system == INT8 else []
         return [sys.executable, "-m", "orchard", "run", "--input", str(dataset), "--output", str(output),
-                "--model-path", str(args.model), "--overwrite", "--quiet", *args.run_args]
+                "--model-path", str(args.model), "--overwrite", "--quiet", *precision, *args.run_args]
     if system == SEEDS:
         weights = ["--weights", str(args.keras_weights)] if args.keras_weights else []
         return [str(venv_python(args.venvs, SEEDS)), str(REPO / "bench" / "seeds_keras.py"),
@@ -74,7 +80,7 @@ def command_for(system: str, dataset: Path, output: Path, args) -> List[str]:
 def run_system(system: str, dataset: Path, output: Path, args) -> Dict:
     """Wall seconds of one run of `system` in a fresh process, and the images it featurized."""
     env = dict(os.environ, SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"))
-    if system == "orchard":
+    if system in ORCHARDS:
         env["PYTHONPATH"] = str(args.orchard_src)
     started = time.perf_counter()
     result = subprocess.run(command_for(system, dataset, output, args), capture_output=True, text=True,
@@ -82,7 +88,7 @@ def run_system(system: str, dataset: Path, output: Path, args) -> Dict:
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"{system} failed on {dataset}:\n{(result.stdout + result.stderr)[-4000:]}")
-    if system == "orchard":
+    if system in ORCHARDS:
         images = json.loads((output / "run.json").read_text())["counts"]["featurized"]
         note = ""
     else:
@@ -137,7 +143,7 @@ def feature_table(folder: Path, root: Optional[Path] = None) -> Dict[str, np.nda
 
 
 def agreement(reference: Dict[str, np.ndarray], other: Dict[str, np.ndarray]) -> Dict:
-    """How `other`'s features match `reference`'s: common paths, max |difference|, lowest cosine."""
+    """How `other`'s features match `reference`'s: common paths, max |difference|, lowest and mean cosine."""
     common = sorted(set(reference) & set(other))
     if not common:
         return {"common": 0, "only_reference": len(reference), "only_other": len(other)}
@@ -147,7 +153,7 @@ def agreement(reference: Dict[str, np.ndarray], other: Dict[str, np.ndarray]) ->
     cosine = np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0)
     return {"common": len(common), "only_reference": len(set(reference) - set(other)),
             "only_other": len(set(other) - set(reference)), "max_abs_diff": float(np.max(np.abs(a - b))),
-            "min_cosine": float(np.min(cosine))}
+            "min_cosine": float(np.min(cosine)), "mean_cosine": float(np.mean(cosine))}
 
 
 def one_round(number: int, systems: Sequence[str], datasets: Dict[str, Path], tmp: Path, args) -> Dict:
@@ -174,6 +180,8 @@ def checks(systems: Sequence[str], rounds: List[Dict], tmp: Path, datasets: Dict
             entry = {"rows": counts, "rows_equal": counts == expected}
             if system in PEERS:
                 entry["features"] = agreement(reference, feature_table(tmp / system / name))
+            elif system == INT8:  # quantized: close to orchard's fp32 features, not equal
+                entry["features"] = agreement(reference, feature_table(tmp / system / name / "features"))
             elif system == SEEDS and "random" not in rounds[-1]["runs"][system][name]["note"]:
                 # Keras' own resize (Pillow's default filter, no JPEG draft) and float32 math:
                 # close to orchard's, not equal
@@ -195,11 +203,12 @@ def print_table(systems: Sequence[str], rounds: List[Dict]) -> None:
         marginal = statistics.median(r["rates"][system]["marginal"] for r in rounds)
         fixed = statistics.median(r["rates"][system]["fixed"] for r in rounds)
         note = rounds[0]["runs"][system]["sample"]["note"]
-        label = {"orchard": "orchard (includes its PCA fit)", "ray": "Ray Data", "daft": "Daft",
+        label = {"orchard": "orchard (includes its PCA fit)", INT8: "orchard --precision int8",
+                 "ray": "Ray Data", "daft": "Daft",
                  SEEDS: f"seeds (Keras, weights: {note.split('weights=')[-1]})"}[system]
         print(f"| {label} | {sample:.1f} | {bench:.1f} | {marginal:.1f} | {fixed:.1f} |")
     print("\nper round: marginal img/s; orchard's marginal / the best peer's; whole bench run: orchard / Daft, "
-          "seeds / orchard (issue 15 asks >= 1, <= 1.15, >= 4)")
+          "seeds / orchard (issue 15 asks >= 1, <= 1.15, >= 4); the same for orchard-int8")
     ratios = [round_ratios(systems, r) for r in rounds]
     for number, (r, ratio) in enumerate(zip(rounds, ratios), 1):
         line = " ".join(f"{s} {r['rates'][s]['marginal']:.0f}" for s in systems)
@@ -210,17 +219,19 @@ def print_table(systems: Sequence[str], rounds: List[Dict]) -> None:
 
 
 def round_ratios(systems: Sequence[str], r: Dict) -> Dict[str, float]:
-    """The ratios issue 15 sets targets for, within one round."""
+    """The ratios issue 15 sets targets for, within one round, for orchard (and orchard-int8):
+    its marginal rate / the best peer's, its bench run / Daft's, the seeds' bench run / its."""
     ratios = {}
     peers = [p for p in PEERS if p in systems]
-    if peers:
-        ratios["orchard/best peer marginal"] = r["rates"]["orchard"]["marginal"] / max(
-            r["rates"][p]["marginal"] for p in peers)
     bench = {s: r["runs"][s]["bench"]["wall"] for s in systems}
-    if "daft" in bench:
-        ratios["bench orchard/daft"] = bench["orchard"] / bench["daft"]
-    if SEEDS in bench:
-        ratios["bench seeds/orchard"] = bench[SEEDS] / bench["orchard"]
+    for mine in (s for s in ORCHARDS if s in systems):
+        if peers:
+            ratios[f"{mine}/best peer marginal"] = r["rates"][mine]["marginal"] / max(
+                r["rates"][p]["marginal"] for p in peers)
+        if "daft" in bench:
+            ratios[f"bench {mine}/daft"] = bench[mine] / bench["daft"]
+        if SEEDS in bench:
+            ratios[f"bench seeds/{mine}"] = bench[SEEDS] / bench[mine]
     return ratios
 
 
@@ -233,7 +244,8 @@ def print_checks(preprocessing: Dict, result: Dict) -> None:
             features = entry.get("features")
             if features and features.get("common"):
                 line += (f"; features vs orchard's on {features['common']} paths: max |diff| "
-                         f"{features['max_abs_diff']:.3g}, min cosine {features['min_cosine']:.6f}")
+                         f"{features['max_abs_diff']:.3g}, cosine min {features['min_cosine']:.6f} "
+                         f"mean {features['mean_cosine']:.6f}")
                 if features["only_reference"] or features["only_other"]:
                     line += f" (paths only in orchard's {features['only_reference']}, only here {features['only_other']})"
             elif features is not None:
@@ -251,12 +263,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--systems", default="orchard,ray,daft",
                         help="comma-separated, among orchard, ray, daft (default all three; orchard is required)")
     parser.add_argument("--with-seeds", action="store_true", help="also time the seeds' Keras pipeline (slow)")
+    parser.add_argument("--with-int8", action="store_true",
+                        help="also time `orchard run --precision int8` (its model quantized during the warm-up)")
     parser.add_argument("--keras-random", action="store_true",
                         help="with --with-seeds: random Keras weights instead of orchard's ONNX weights "
                              "converted for Keras (onnx_to_keras_weights.py); same compute either way")
     parser.add_argument("--no-warm-up", action="store_true",
                         help="skip the untimed first run of each system on the sample (fills the OS file "
-                             "cache, records orchard's JVM class archive)")
+                             "cache, records orchard's JVM class archive); orchard-int8's runs that quantize "
+                             "its model still come first")
     parser.add_argument("--batch-size", type=int, default=8, help="the peers' images per inference call (default 8)")
     parser.add_argument("--concurrency", type=int, default=2, help="the peers' actors / UDF processes (default 2)")
     parser.add_argument("--check-images", type=int, default=400,
@@ -279,10 +294,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if "orchard" not in systems or not set(systems) <= {"orchard", *PEERS}:
         sys.exit("--systems: orchard plus any of ray, daft")
     args.keras_weights = None
+    if args.with_int8:
+        systems.insert(1, INT8)
     if args.with_seeds:
         systems.append(SEEDS)
     for system in systems:
-        if system != "orchard":
+        if system not in ORCHARDS:
             venv_python(args.venvs, system)
     datasets = {"sample": args.sample.resolve(), "bench": args.bench.resolve()}
     sys.path[:0] = [str(HERE), str(args.orchard_src)]  # common.py & co; the orchard timed
@@ -298,9 +315,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             args.keras_weights = tmp / "keras_mobilenet_v2.npz"
             tmp.mkdir(parents=True, exist_ok=True)
             write_npz(args.model, args.keras_weights)
-        if not args.no_warm_up:
-            for system in systems:
-                run_system(system, datasets["sample"], tmp / "warm-up" / system, args)
+        warm_up = [] if args.no_warm_up else [(system, "sample") for system in systems]
+        if INT8 in systems:  # calibrated on each input's own images: quantized once per input, untimed
+            warm_up += [(INT8, name) for name in datasets if (INT8, name) not in warm_up]
+        for system, name in warm_up:
+            run_system(system, datasets[name], tmp / "warm-up" / system / name, args)
         rounds = [one_round(number, systems, datasets, tmp, args) for number in range(1, args.rounds + 1)]
         result = checks(systems, rounds, tmp, datasets)
 
