@@ -1,4 +1,5 @@
-"""bench/peers and bench/seeds_keras.py: the scripts start and explain themselves (--help).
+"""bench/peers, bench/seeds_keras.py and bench/spark_floor.py: the scripts start and explain
+themselves (--help), and the peers' ratios are the README's.
 
 They time other systems in their own virtual environments (bench/peers/setup.sh), so CI only
 checks that each one parses its options without those environments: Ray, Daft, TensorFlow and
@@ -15,7 +16,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = [BENCH / "peers" / "run.py", BENCH / "peers" / "ray_job.py", BENCH / "peers" / "daft_job.py",
            BENCH / "peers" / "onnx_to_keras_weights.py",
-           BENCH / "seeds_keras.py"]
+           BENCH / "seeds_keras.py", BENCH / "spark_floor.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
