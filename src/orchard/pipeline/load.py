@@ -45,10 +45,6 @@ EMPTY_FILE_REASON = "empty file (0 bytes)"
 LISTING_COLUMNS = ("path", "size", "mtime_ms", "problem")
 IGNORED_SAMPLE = 100  # ignored file names a listing keeps (the first ones, sorted); all are counted
 LISTING_BATCH = 50_000  # entries gathered in Python lists before they become one Arrow batch
-ARROW_RECORDS_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"  # rows per Arrow batch
-# createDataFrame keeps Arrow data under this many bytes on the driver (a LocalRelation, split
-# by Spark's default parallelism); above it, one partition per Arrow batch
-ARROW_LOCAL_RELATION_KEY = "spark.sql.execution.arrow.localRelationThreshold"
 
 
 @dataclass
@@ -412,12 +408,10 @@ def image_locations(spark, listing: Listing, partitions: int, paths: Optional[Li
     this machine, for ImageFeaturizer's Python workers to read themselves (its string input).
 
     The alternative to read_images for a local disk: no file index of every path on the
-    driver, no JVM scan, no shuffle, as Ray Data and Daft read files inside their own workers:
-    the rows reach Spark as Arrow batches of ceil(rows / partitions) rows, one partition each
-    (Spark's RDD path of createDataFrame, forced by a zero `localRelationThreshold`, in a child
-    session: the caller's settings are left as they were). The executors must see the files at
-    the same paths, as binaryFile's would. Raises OrchardError for a root that is not on the
-    local disk.
+    driver, no JVM scan, no shuffle of the image bytes (the rows shuffled are two short
+    strings), as Ray Data and Daft read files inside their own workers. The executors must see
+    the files at the same paths, as binaryFile's would. Raises OrchardError for a root that is
+    not on the local disk.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -428,11 +422,9 @@ def image_locations(spark, listing: Listing, partitions: int, paths: Optional[Li
     relative = listing.readable_table.column("path") if paths is None else pa.array(paths, pa.string())
     locations = pc.binary_join_element_wise(root.rstrip("/"), relative, "/")
     table = pa.table({"path": relative, LOCATION_COLUMN: locations})
-    one_batch_a_partition = child_session(spark, {
-        ARROW_RECORDS_KEY: str(max(1, -(-table.num_rows // max(1, partitions)))),
-        ARROW_LOCAL_RELATION_KEY: "0"})
-    frame = arrow_frame(one_batch_a_partition, table, f"path string, {LOCATION_COLUMN} string")
-    return with_label_and_split(frame, listing.split_layout).select("path", "label", "split", LOCATION_COLUMN)
+    labelled = with_label_and_split(arrow_frame(spark, table, f"path string, {LOCATION_COLUMN} string"),
+                                    listing.split_layout)
+    return labelled.select("path", "label", "split", LOCATION_COLUMN).repartition(partitions)
 
 
 def images_to_featurize(spark, listing: Listing, partitions: int, paths: Optional[List[str]] = None):
