@@ -55,6 +55,21 @@ def test_small_writes_overlap_the_features_write_and_total_is_wall_time(sample_r
     assert seconds["total"] < sum(seconds[name] for name in stages)
 
 
+def test_the_report_counts_the_images_of_the_featurize_stage(sample_run):
+    """`orchard report`'s records per task are Spark's task metrics (rows read from files or from
+    a shuffle): the run's featurize stage must show its 1,920 images, not zero."""
+    from orchard.analysis.eventlog import load_event_log
+    from orchard.analysis.metrics import analyse
+
+    _, record = sample_run
+    run = record.to_dict()
+    analysis = analyse(load_event_log(run["spark"]["event_log"]), run)
+    featurize = [stage for stage in analysis.stages if stage.phase == "featurize"]
+    # the test session's log may hold other tests' runs too: this run's featurizing stage is
+    # among them (the stage before it deals the paths out: it reads no rows Spark counts)
+    assert 1920 in {stage.records for stage in featurize}
+
+
 def test_stage_timer_total_counts_overlapping_stages_once():
     import threading
     import time
