@@ -21,6 +21,9 @@ MODEL_DIR = SHARED / "models"
 MODEL_FILE = MODEL_DIR / "mobilenet_v2_1.0_224.onnx"
 SAMPLE = DATA / "fruits-360-sample"
 
+# CI's rule for skips (.ci/allowed-skips.txt) and how xdist's workers share the suite
+pytest_plugins = ["tests.plugins.skips", "tests.plugins.scheduling"]
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

@@ -1,0 +1,75 @@
+"""CI's rules for the suite itself (tests/plugins): an unlisted skip fails the run, a listed
+one does not; every test is in an xdist group, the slowest groups first."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.plugins import scheduling, skips
+
+SUITE = '''
+import pytest
+
+def test_runs():
+    assert True
+
+def test_needs_a_tool():
+    pytest.skip("no frobnicator on this machine")
+'''
+
+
+def run_suite(folder: Path, allow_list: str, *options: str, ci: str = "") -> subprocess.CompletedProcess:
+    (folder / "test_tiny.py").write_text(SUITE)
+    (folder / "allowed.txt").write_text(allow_list)
+    code = ("import sys, pytest; from pathlib import Path; from tests.plugins import skips; "
+            f"skips.ALLOW_LIST = Path({str(folder / 'allowed.txt')!r}); "
+            f"sys.exit(pytest.main(['-q', '-p', 'tests.plugins.skips', '-p', 'no:cacheprovider', "
+            f"{str(folder)!r}, *sys.argv[1:]]))")
+    env = {**os.environ, "CI": ci, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", code, *options], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_an_unlisted_skip_fails_in_ci_and_is_named(tmp_path):
+    result = run_suite(tmp_path, "# nothing allowed\n", ci="true")
+    assert result.returncode == 1, result.stdout
+    assert "skips not on the allow-list" in result.stdout
+    assert "test_tiny.py::test_needs_a_tool: no frobnicator on this machine" in result.stdout
+
+
+def test_a_listed_skip_passes_and_outside_ci_nothing_is_enforced(tmp_path):
+    listed = run_suite(tmp_path, "no frobnicator  # the frobnicator is not packaged for Debian\n", ci="true")
+    assert listed.returncode == 0, listed.stdout
+    assert "1 passed, 1 skipped" in listed.stdout
+    outside = run_suite(tmp_path, "", ci="")
+    assert outside.returncode == 0, outside.stdout
+    strict = run_suite(tmp_path, "", "--strict-skips", ci="")
+    assert strict.returncode == 1, strict.stdout
+
+
+def test_an_allow_list_entry_needs_its_reason(tmp_path):
+    (tmp_path / "bad.txt").write_text("no frobnicator\n")
+    with pytest.raises(pytest.UsageError, match="needs a reason"):
+        skips.load_allow_list(tmp_path / "bad.txt")
+    (tmp_path / "bad.txt").write_text("no (frob  # unbalanced\n")
+    with pytest.raises(pytest.UsageError, match="not a regular expression"):
+        skips.load_allow_list(tmp_path / "bad.txt")
+
+
+def test_the_repository_allow_list_is_short_and_each_entry_says_why():
+    entries = skips.load_allow_list()
+    assert len(entries) <= 5
+    assert all(len(why) >= 20 for _, why in entries)
+
+
+def test_every_test_has_a_group_and_the_slowest_come_first(request):
+    items = request.session.items
+    assert all(item.get_closest_marker("xdist_group") for item in items)
+    ranks = [scheduling.rank(scheduling.group_of(item)) for item in items]
+    assert ranks == sorted(ranks)
+    assert scheduling.group_of(request.node) == "tests/test_ci_rules.py"
