@@ -16,9 +16,16 @@ from typing import List
 import pytest
 
 # Groups (an `xdist_group` name or a module's path), slowest first.
-FIRST = (
-    "tests/test_container.py",  # debootstrap + buildah: minutes of downloads on a fresh machine
-    "cluster",  # one local cluster (Spark standalone, SeaweedFS, HDFS) for tests/local
+FIRST = (  # fresh-machine CI of 2026-12-07, one process: seconds per group
+    "tests/test_container.py",  # 174 s: debootstrap + buildah, mostly downloads (overlaps the rest)
+    "cluster",  # 657 s in three clusters: one local cluster (Spark standalone, SeaweedFS, HDFS)
+    "tests/pipeline/test_commit.py",  # 120 s: driver JVMs killed and started again
+    "tests/test_fresh_machine.py",  # 96 s: a wheel into a new virtual environment, the demo
+    "tests/test_api.py",  # 84 s
+    "tests/cloud/test_node_set.py",  # 68 s: the Python 3.9 node set runs the pipeline
+    "tests/spark/test_progress.py",  # 55 s
+    "tests/analysis/test_eventlog.py",  # 46 s: a standalone cluster
+    "tests/pipeline/test_incremental.py",  # 46 s
 )
 
 
