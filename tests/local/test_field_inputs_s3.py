@@ -2,8 +2,10 @@
 characters, spaces, `+`, `%`, colons and non-ASCII; hidden names; the run under LC_ALL=C.
 
 The objects are written with boto3 (exact keys, hidden ones included: `orchard push` leaves
-hidden files out), read by `orchard run --profile local`, and the output pulled back. The
-downloads `up` needs are cached in $ORCHARD_TEST_CACHE_DIR (default ~/.cache/orchard).
+hidden files out), read by `orchard run --profile local`, and the output pulled back. The box is
+the session's (`local_box`, tests/local/conftest.py: 2 workers of 1 core, S3, HDFS), shared with
+the other cluster modules: this one keeps to the bucket orchard-field. The downloads `up` needs
+are cached in $ORCHARD_TEST_CACHE_DIR (default ~/.cache/orchard-tests).
 """
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ import json
 
 import pytest
 
-from tests.local.boxes import orchard, running_box
+from tests.local.boxes import orchard, using_box
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
 BUCKET = "orchard-field"
 ROOT = "fruits [v2] {2024} crop*"  # a glob that also matches the sibling prefix
@@ -27,12 +29,10 @@ HIDDEN = ["Training/Apple/_metadata.jpg", "Training/Apple/_a=b.jpg", "Training/A
           "Training/_tmp/t.jpg"]
 
 
-
-
 @pytest.fixture(scope="module")
-def box(tmp_path_factory, model_file):
-    with running_box(tmp_path_factory.mktemp("box"), model_file, workers=1, cores=2, memory="1g",
-                     hdfs=False, s3=True) as box:
+def box(local_box):
+    """The session's box, for this module."""
+    with using_box(local_box) as box:
         yield box
 
 

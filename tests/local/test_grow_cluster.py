@@ -1,5 +1,6 @@
-"""Runs that grow (issue 12) on the local cluster, for real: one box (2 workers of 1 core,
-SeaweedFS S3, HDFS) for the module.
+"""Runs that grow (issue 12) on the local cluster, for real, on the session's box (`local_box`,
+tests/local/conftest.py: 2 workers of 1 core, SeaweedFS S3, HDFS; shared with the other cluster
+modules, so this one keeps to the bucket orchard-grow and the HDFS folder /orchard-grow).
 
 - On S3 (s3://) and on HDFS (hdfs:///), input and output: a first run; an --update after adding
   and removing images (same rows and features as a full local-mode run on the new input, old
@@ -7,9 +8,11 @@ SeaweedFS S3, HDFS) for the module.
   (read_features through orchard.storage gives the previous output exactly) and a re-run.
 - Losing a worker: one worker's executor JVM killed (SIGKILL) while featurize tasks run; the
   output is exact (every listed path once, features equal to a run without the kill) and
-  `orchard report` shows the failed and retried tasks of the featurize stage.
+  `orchard report` shows the failed and retried tasks of the featurize stage. Only the executor
+  is killed, not the worker: its worker starts a new one, so the box is whole again for the
+  tests after this one (in this module or another).
 
-The full-run references run in local mode in the background while the box starts.
+The full-run references run in local mode in the background from the module's start.
 """
 from __future__ import annotations
 
@@ -29,9 +32,9 @@ import pytest
 from orchard.local.profiles import profile_spark_conf
 from orchard.pipeline.commit import KILL_AT_ENV, read_features
 from orchard.storage.fs import Storage
-from tests.local.boxes import REPO, orchard, running_box
+from tests.local.boxes import REPO, orchard, using_box
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
 LABELS = ("Banana", "Lemon", "Kiwi")
 LOSS_LABELS = ("Apple Braeburn", "Banana", "Kiwi", "Lemon", "Orange", "Strawberry")
@@ -94,9 +97,9 @@ def reference(inputs, name: str) -> Dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory, model_file, inputs):
-    with running_box(tmp_path_factory.mktemp("box"), model_file, workers=2, cores=1, memory="1g",
-                     hdfs=True, s3=True) as box:
+def box(local_box, inputs):
+    """The session's box, for this module (the references start first); its own `env`."""
+    with using_box(local_box) as box:
         box["env"].pop(KILL_AT_ENV, None)
         yield {**box, "storage": Storage(profile_spark_conf("local"))}
 
