@@ -23,6 +23,7 @@ SAMPLE = DATA / "fruits-360-sample"
 
 # CI's rule for skips (.ci/allowed-skips.txt) and how xdist's workers share the suite
 pytest_plugins = ["tests.plugins.skips", "tests.plugins.scheduling"]
+pytest_plugins += ["tests.fixtures.sample"]  # one featurized run of the sample per session
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -1,7 +1,8 @@
 """The Python API: `import orchard`, ImageFeaturizer, VariancePCA, Pipeline save/load, run().
 
 The end-to-end test fits a Pipeline in one Spark, loads it in another (a subprocess: this file
-run as a script) and compares its features with `orchard run`'s on the same images.
+run as a script) and compares its features with `orchard run`'s on the same images: the session's
+one run of the sample (tests/fixtures/sample.py), the Pipeline on a few of its classes.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from orchard.pipeline.featurize import ImageFeaturizer
 from orchard.pipeline.models import get_spec, onnx_session
 from orchard.pipeline.preprocess import preprocess
 from orchard.pipeline.reduce import VariancePCA, VariancePCAModel, choose_k
-from tests.conftest import MODEL_FILE, REPO, SAMPLE
+from tests.conftest import MODEL_FILE, REPO
 
 SETTING_KEYS = (
     "spark.sql.execution.arrow.maxRecordsPerBatch",
@@ -203,13 +204,13 @@ def test_a_model_for_other_features_is_refused(arrays, spark):
 # ---- end to end: Pipeline fitted, saved, loaded in a new Spark; orchard.run ---------------
 
 @pytest.mark.slow
-def test_a_saved_pipeline_reproduces_orchard_runs_features(tmp_path):
-    run_dir = tmp_path / "run"
-    cli = subprocess.run([sys.executable, "-m", "orchard", "run", "--input", str(SAMPLE), "--output", str(run_dir),
-                          "--master", "local[2]"], capture_output=True, text=True, timeout=600, env=_env())
-    assert cli.returncode == 0, cli.stderr[-3000:]
-    script = subprocess.run([sys.executable, "-m", "tests.test_api", str(tmp_path)], capture_output=True, text=True,
-                            timeout=900, env=_env(), cwd=REPO)
+def test_a_saved_pipeline_reproduces_orchard_runs_features(tmp_path, shared_sample_run, sample_subset):
+    # `orchard run`'s features: the session's one run of the whole sample; the Pipeline's: a few
+    # of its classes (the same relative paths), all their Training and Test images
+    run_dir = shared_sample_run.output
+    assert shared_sample_run.record.counts.errors == 0, shared_sample_run.record.counts
+    script = subprocess.run([sys.executable, "-m", "tests.test_api", str(tmp_path), str(sample_subset)],
+                            capture_output=True, text=True, timeout=900, env=_env(), cwd=REPO)
     assert script.returncode == 0, script.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["first_before"] == report["first_after"]  # no setting of the caller's session changed
@@ -217,9 +218,11 @@ def test_a_saved_pipeline_reproduces_orchard_runs_features(tmp_path):
     assert report["k"] >= 2 and report["origin"]["dim"] == 1280
 
     by_run = pq.read_table(run_dir / "features", columns=["path", "split", "features"]).to_pandas()
+    test_paths = {image.relative_to(sample_subset).as_posix() for image in (sample_subset / "Test").rglob("*.jpg")}
     by_run = by_run[by_run["split"] == "Test"].set_index("path")
+    by_run = by_run[by_run.index.isin(test_paths)]  # the subset's Test images, as the run of the sample has them
     by_api = pq.read_table(tmp_path / "test-features").to_pandas().set_index("path")
-    assert len(by_api) == len(by_run) == 480 and by_api["error"].isna().all()
+    assert len(by_api) == len(by_run) == len(test_paths) and by_api["error"].isna().all()
     assert {len(v) for v in by_api["pca"]} == {report["k"]}
     api_features = np.stack(by_api["features"].to_list())
     run_features = np.stack(by_run.loc[by_api.index, "features"].to_list())
@@ -237,14 +240,15 @@ def _settings(spark) -> dict:
             "context": sorted(spark.sparkContext.getConf().getAll())}
 
 
-def _fit_save_load_transform(folder: Path) -> None:
-    """Fit on the sample's Training rows, save, stop Spark; in a new Spark, load and transform
-    the Test rows; write them and what the sessions' settings were to `folder`."""
+def _fit_save_load_transform(folder: Path, images_root: Path) -> None:
+    """Fit on the Training rows of the images below `images_root`, save, stop Spark; in a new
+    Spark, load and transform the Test rows; write them and what the sessions' settings were to
+    `folder`."""
     from pyspark.ml import Pipeline, PipelineModel
 
     spark = orchard.start_spark("local[2]")
     first_before = _settings(spark)
-    images = orchard.load_images(spark, str(SAMPLE))
+    images = orchard.load_images(spark, str(images_root))
     stages = [orchard.ImageFeaturizer(), orchard.VariancePCA(variance=0.95)]
     Pipeline(stages=stages).fit(images.where("split = 'Training'")).save(str(folder / "model"))
     first_after = _settings(spark)
@@ -253,7 +257,7 @@ def _fit_save_load_transform(folder: Path) -> None:
     spark = orchard.start_spark("local[2]")
     second_before = _settings(spark)
     model = PipelineModel.load(str(folder / "model"))
-    test = orchard.load_images(spark, str(SAMPLE)).where("split = 'Test'")
+    test = orchard.load_images(spark, str(images_root)).where("split = 'Test'")
     model.transform(test).select("path", "features", "pca", "error").write.parquet(str(folder / "test-features"))
     report = {"first_before": first_before, "first_after": first_after, "second_before": second_before,
               "second_after": _settings(spark), "k": model.stages[1].k, "origin": model.stages[1].origin}
@@ -262,4 +266,4 @@ def _fit_save_load_transform(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    _fit_save_load_transform(Path(sys.argv[1]))
+    _fit_save_load_transform(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -22,11 +22,10 @@ RUN_JSON_KEYS = [  # run.json's keys, in order, as they were before the RunRecor
 
 
 @pytest.fixture(scope="module")
-def sample_run(spark, tmp_path_factory, sample_dir, model_file):
-    output = tmp_path_factory.mktemp("runs") / "sample"
-    config = RunConfig(input=str(sample_dir), output=str(output), model_path=str(model_file))
-    record = run_pipeline(config, spark=spark)
-    return output, record
+def sample_run(shared_sample_run):
+    """(output, record) of the session's one run of the sample (tests/fixtures/sample.py:
+    `orchard.run`, i.e. run_pipeline, with the default settings and the shared model)."""
+    return shared_sample_run.output, shared_sample_run.record
 
 
 def test_counts_reconcile_and_match_the_dataset(sample_run):

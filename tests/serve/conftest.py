@@ -1,5 +1,6 @@
 """Fixtures of the service tests: a tiny model (random weights, no Spark), the model trained on
-the sample (shared with tests/classify), and `orchard serve` running as a real process."""
+the sample (shared with tests/classify: tests/fixtures/sample.py), and `orchard serve` running as
+a real process."""
 from __future__ import annotations
 
 import os
@@ -18,7 +19,6 @@ import pytest
 from orchard.classify.export import Classifier, fruit_model
 from orchard.classify.names import ONNX_FILE
 from orchard.pipeline.models import get_spec
-from tests.classify.conftest import trained_model_dir
 from tests.conftest import MODEL_FILE
 
 
@@ -34,8 +34,9 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_model(spark, tmp_path_factory) -> Path:
-    return trained_model_dir(spark, tmp_path_factory)
+def trained_model(shared_trained_model) -> Path:
+    """The model trained on the session's one run of the sample (tests/fixtures/sample.py)."""
+    return shared_trained_model
 
 
 def free_port() -> int:
