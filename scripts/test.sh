@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # orchard's whole test suite, as CI runs it (the README's test command):
 #   - the main suite on the installed pyspark, shared among pytest-xdist workers
-#     (-n $ORCHARD_TEST_WORKERS, default 3; who runs what: tests/plugins/scheduling.py), printing
+#     (-n $ORCHARD_TEST_WORKERS, default 2; who runs what: tests/plugins/scheduling.py), printing
 #     the reason of every skip (-rs) and the 25 slowest tests (--durations=25);
 #   - at the same time, in the background, the second Spark line (scripts/test-spark4.sh: its
 #     own cached virtual environment), its output printed once the main suite is done.
@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-workers=${ORCHARD_TEST_WORKERS:-3}
+workers=${ORCHARD_TEST_WORKERS:-2}
 reports=$(mktemp -d "${TMPDIR:-/tmp}/orchard-tests.XXXXXX")
 trap 'rm -rf "$reports"' EXIT
 

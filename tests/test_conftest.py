@@ -30,7 +30,9 @@ def test_without_shared_files():
 def test_a_missing_shared_model_skips_only_the_tests_that_need_it(tmp_path):
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
     (tmp_path / "test_probe.py").write_text(PROBE)
-    env = {"ORCHARD_SHARED_DIR": str(tmp_path / "no-shared-folder"), "PATH": "/usr/bin:/bin"}
+    # PYTHONPATH: the conftest registers plugins and fixtures from the repository's tests package
+    env = {"ORCHARD_SHARED_DIR": str(tmp_path / "no-shared-folder"), "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                              str(tmp_path / "test_probe.py")],
                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)

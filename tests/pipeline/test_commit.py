@@ -40,7 +40,13 @@ def orchard_run(data: Path, output: Path, model_file: Path, *options: str, kill_
         env[KILL_AT_ENV] = kill_at
     command = [sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
                "--model-path", str(model_file), "--pca-k", "2", "--master", "local[2]", *options]
-    return subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600).returncode
+    log = output.parent / f"{output.name}-run-{kill_at or 'whole'}.log"
+    with open(log, "ab") as handle:
+        try:
+            return subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=600).returncode
+        except subprocess.TimeoutExpired:  # say where it stood (the CI of 2026-12-07 saw one hang once)
+            raise AssertionError(f"orchard run {' '.join(options)} did not end in 600 s; its log ends:\n"
+                                 f"{log.read_text(errors='replace')[-4000:]}") from None
 
 
 def snapshot(output: Path):
@@ -57,27 +63,42 @@ def first_run(sample_dir, model_file, tmp_path_factory):
     return data, output
 
 
-@pytest.mark.parametrize("kill_at", ["featurize", "write", "commit"])
-def test_killed_update_leaves_the_previous_output_and_a_rerun_completes(first_run, sample_dir, model_file,
-                                                                        tmp_path, kill_at):
+def killed_then_checked(data: Path, output: Path, model_file: Path, kill_at: str, before) -> None:
+    """An --update in chunks of 4, killed at `kill_at`: the reader sees `before` exactly."""
+    assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4", kill_at=kill_at) == -signal.SIGKILL
+    assert snapshot(output) == before  # the previous run, exactly
+
+
+def rerun_and_check(data: Path, output: Path, model_file: Path, rows: int, redone: tuple) -> None:
+    """The --update after the kills completes: every path once, (featurized_now, resumed_chunks)
+    as `redone`, no stray data file."""
+    assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4") == 0
+    paths = read_features(str(output)).path.tolist()
+    assert len(paths) == len(set(paths)) == rows
+    history = json.loads((output / "run.json").read_text())["history"]
+    assert (history[-1]["featurized_now"], history[-1]["resumed_chunks"]) == redone
+    on_disk = {p.relative_to(output).as_posix() for p in (output / "features").glob("*.parquet")}
+    assert on_disk == set(CommitLog(Storage(), str(output)).latest().files["features"])  # strays removed
+
+
+def test_killed_updates_leave_the_previous_output_and_a_rerun_completes(first_run, sample_dir, model_file, tmp_path):
+    """The kills chained on one output: at featurize, then a re-run; 6 more images, killed at
+    write, then again at commit, then a re-run."""
     source, committed = first_run
     data, output = tmp_path / "in", tmp_path / "out"
     shutil.copytree(source, data)
     shutil.copytree(committed, output)
+
     before = snapshot(output)
     make_input(sample_dir, data, 2, start=4)  # 6 new images, in chunks of 4
-    assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4", kill_at=kill_at) == -signal.SIGKILL
-    assert snapshot(output) == before  # the previous run, exactly
-    assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4") == 0
-    paths = read_features(str(output)).path.tolist()
-    assert len(paths) == len(set(paths)) == 18
-    history = json.loads((output / "run.json").read_text())["history"]
-    if kill_at == "featurize":  # the first chunk (4 images) was committed: only 2 are redone
-        assert (history[-1]["featurized_now"], history[-1]["resumed_chunks"]) == (2, 1)
-    else:  # killed after both chunks were committed: nothing is featurized again
-        assert (history[-1]["featurized_now"], history[-1]["resumed_chunks"]) == (0, 2)
-    on_disk = {p.relative_to(output).as_posix() for p in (output / "features").glob("*.parquet")}
-    assert on_disk == set(CommitLog(Storage(), str(output)).latest().files["features"])  # strays removed
+    killed_then_checked(data, output, model_file, "featurize", before)
+    rerun_and_check(data, output, model_file, 18, (2, 1))  # the first chunk (4) was committed: 2 redone
+
+    before = snapshot(output)
+    make_input(sample_dir, data, 2, start=6)  # 6 more
+    killed_then_checked(data, output, model_file, "write", before)
+    killed_then_checked(data, output, model_file, "commit", before)  # on what the write kill left
+    rerun_and_check(data, output, model_file, 24, (0, 2))  # both chunks were committed: none redone
 
 
 def test_killed_overwrite_keeps_the_old_output(first_run, model_file, tmp_path):
