@@ -23,7 +23,8 @@ SAMPLE = DATA / "fruits-360-sample"
 
 # CI's rule for skips (.ci/allowed-skips.txt) and how xdist's workers share the suite
 pytest_plugins = ["tests.plugins.skips", "tests.plugins.scheduling"]
-pytest_plugins += ["tests.fixtures.sample"]  # one featurized run of the sample per session
+pytest_plugins += ["tests.fixtures.sample",  # one featurized run of the sample per session
+                   "tests.fixtures.models"]  # a tiny fruit model (the service, the container)
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

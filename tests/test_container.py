@@ -19,6 +19,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -28,6 +29,7 @@ import pytest
 
 from orchard import __version__
 from tests.conftest import MODEL_DIR
+from tests.fixtures.models import TINY_CLASSES
 
 pytestmark = pytest.mark.slow
 
@@ -149,21 +151,84 @@ def test_the_image_is_debian_bookworm_with_java_17_blas_and_orchard(container):
         assert "usage: orchard " + command in run_in(container, "orchard", command, "--help")
 
 
-def test_orchard_featurizes_inside_the_image(container, sample_dir, tmp_path):
-    if "demo" in run_in(container, "orchard", "--help"):
-        out = run_in(container, "orchard", "demo", volumes=[f"{tmp_path}:/out"])
-        assert out.strip()
-        return
-    data = tmp_path / "data"
+def small_input(sample_dir: Path, root: Path) -> Path:
+    """PER_CLASS Training images of each of CLASSES, copied below `root`."""
     for label in CLASSES:
-        (data / "Training" / label).mkdir(parents=True)
+        (root / "Training" / label).mkdir(parents=True)
         for image in sorted((sample_dir / "Training" / label).iterdir())[:PER_CLASS]:
-            shutil.copyfile(image, data / "Training" / label / image.name)
+            shutil.copyfile(image, root / "Training" / label / image.name)
+    return root
+
+
+def test_orchard_run_inside_the_image_writes_every_image_once(container, sample_dir, tmp_path):
+    data = small_input(sample_dir, tmp_path / "data")
+    expected = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.jpg"))
     (tmp_path / "out").mkdir()
     printed = run_in(container, "orchard", "run", "--input", "/data", "--output", "/out/run", "--pca-k", "2",
                      volumes=[f"{data}:/data:ro", f"{tmp_path / 'out'}:/out"])
     record = json.loads((tmp_path / "out" / "run" / "run.json").read_text())
     assert record["counts"]["featurized"] == len(CLASSES) * PER_CLASS and record["counts"]["errors"] == 0
+    assert record["counts"]["found"] == len(expected)
     assert record["model"]["name"] == "mobilenet_v2" and record["model"]["feature_dim"] == 1280
     assert record["model"]["file"].startswith("/opt/orchard/")
     assert record["pca"]["k"] == 2 and json.loads(printed)["pca_k"] == 2
+
+    from orchard.pipeline.commit import read_features
+
+    rows = read_features(str(tmp_path / "out" / "run"))  # the committed rows, as a reader sees them
+    assert sorted(rows.path) == expected  # every image once
+    assert {len(f) for f in rows.features} == {1280} and {len(p) for p in rows.pca} == {2}
+    assert sorted(set(rows.label)) == sorted(CLASSES)
+    assert "demo" in run_in(container, "orchard", "--help")  # the packaged demo set is there too
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_orchard_serve_inside_the_image_answers_a_prediction(container, tiny_model, sample_dir, tmp_path):
+    """`orchard serve` in the image (chroot isolation shares this machine's network) on a model
+    folder mounted from here; a photo POSTed from outside gets an answer among its classes."""
+    import urllib.request
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    server = subprocess.Popen(["buildah", "run", "--isolation", "chroot", "-v", f"{tiny_model}:/model:ro", container,
+                               "--", "orchard", "serve", "/model", "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "orchard serve in the image did not answer /healthz in 180 s"
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        photo = sorted((sample_dir / "Test" / "Banana").iterdir())[0].read_bytes()
+        request = urllib.request.Request(f"{url}/v1/predict", data=photo, headers={"Content-Type": "image/jpeg"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer["label"] in TINY_CLASSES
+        assert answer["model"]["classes"] == 3
+        probabilities = [entry["probability"] for entry in answer["top_k"]]
+        assert {entry["label"] for entry in answer["top_k"]} <= set(TINY_CLASSES)
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-3
+        assert 0.0 <= answer["confidence"] <= 1.0
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the service left behind: {left}"

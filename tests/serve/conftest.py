@@ -1,6 +1,6 @@
-"""Fixtures of the service tests: a tiny model (random weights, no Spark), the model trained on
+"""Fixtures of the service tests: the model trained on
 the sample (shared with tests/classify: tests/fixtures/sample.py), and `orchard serve` running as
-a real process."""
+a real process (the tiny model with a random head: tests/fixtures/models.py)."""
 from __future__ import annotations
 
 import os
@@ -12,25 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-import numpy as np
-import onnx
 import pytest
-
-from orchard.classify.export import Classifier, fruit_model
-from orchard.classify.names import ONNX_FILE
-from orchard.pipeline.models import get_spec
-from tests.conftest import MODEL_FILE
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A model folder whose fruit.onnx has the real backbone and a random 3-class head."""
-    rng = np.random.default_rng(0)
-    classifier = Classifier(classes=["Apple", "Banana", "Cherry"], coefficients=rng.normal(size=(3, 4)),
-                            intercepts=np.zeros(3), pc=rng.normal(scale=0.05, size=(1280, 4)))
-    folder = tmp_path_factory.mktemp("tiny-model")
-    onnx.save(fruit_model(onnx.load(str(MODEL_FILE)), get_spec("mobilenet_v2"), classifier, {}), str(folder / ONNX_FILE))
-    return folder
 
 
 @pytest.fixture(scope="session")
