@@ -19,7 +19,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -30,6 +29,7 @@ import pytest
 from orchard import __version__
 from tests.conftest import MODEL_DIR
 from tests.fixtures.models import TINY_CLASSES
+from tests.serve.conftest import start_service, stop_service
 
 pytestmark = pytest.mark.slow
 
@@ -182,38 +182,16 @@ def test_orchard_run_inside_the_image_writes_every_image_once(container, sample_
     assert "demo" in run_in(container, "orchard", "--help")  # the packaged demo set is there too
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_orchard_serve_inside_the_image_answers_a_prediction(container, tiny_model, sample_dir, tmp_path):
     """`orchard serve` in the image (chroot isolation shares this machine's network) on a model
     folder mounted from here; a photo POSTed from outside gets an answer among its classes."""
     import urllib.request
 
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")
-    server = subprocess.Popen(["buildah", "run", "--isolation", "chroot", "-v", f"{tiny_model}:/model:ro", container,
-                               "--", "orchard", "serve", "/model", "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    in_image = ("buildah", "run", "--isolation", "chroot", "-v", f"{tiny_model}:/model:ro", container, "--", "orchard")
+    served = start_service("/model", tmp_path / "serve.log", "--host", "127.0.0.1", wait_s=180, launcher=in_image)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "orchard serve in the image did not answer /healthz in 180 s"
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
         photo = sorted((sample_dir / "Test" / "Banana").iterdir())[0].read_bytes()
-        request = urllib.request.Request(f"{url}/v1/predict", data=photo, headers={"Content-Type": "image/jpeg"})
+        request = urllib.request.Request(f"{served.url}/v1/predict", data=photo, headers={"Content-Type": "image/jpeg"})
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
         assert answer["label"] in TINY_CLASSES
@@ -223,12 +201,7 @@ def test_orchard_serve_inside_the_image_answers_a_prediction(container, tiny_mod
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-3
         assert 0.0 <= answer["confidence"] <= 1.0
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        stop_service(served)
+    port = served.url.rsplit(":", 1)[1]
     left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes of the service left behind: {left}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pytest
 
 from tests.local.boxes import BOX_SETTINGS, down_stops_everything_it_started, running_box
+from tests.plugins.scheduling import group_of
 
 BOX_FIXTURE = "local_box"
 CLUSTER_GROUP = "cluster"
@@ -48,9 +49,7 @@ def uses_box(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items) -> None:
     for item in items:
         if uses_box(item):
-            mark = item.get_closest_marker("xdist_group")
-            group = (mark.args[0] if mark.args else mark.kwargs.get("name")) if mark else None
-            if group != CLUSTER_GROUP:
+            if item.get_closest_marker("xdist_group") is None or group_of(item) != CLUSTER_GROUP:
                 raise pytest.UsageError(
                     f"{item.nodeid} uses the shared local cluster ({BOX_FIXTURE}) but is not marked "
                     f"pytest.mark.xdist_group({CLUSTER_GROUP!r}): under pytest-xdist it could run on "

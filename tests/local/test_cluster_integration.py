@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.sample import copy_classes
 from tests.local.boxes import BOX_SETTINGS, down_stops_everything_it_started, orchard, using_box
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
@@ -35,11 +35,7 @@ CLASSES = ("Apple Braeburn", "Avocado", "Banana Red", "Cherry 1", "Kiwi", "Tomat
 @pytest.fixture(scope="module")
 def subset(tmp_path_factory, sample_dir) -> Path:
     """CLASSES' folders of the sample (Training and Test), copied with their mtimes."""
-    root = tmp_path_factory.mktemp("subset") / "fruits"
-    for split in ("Training", "Test"):
-        for label in CLASSES:
-            shutil.copytree(sample_dir / split / label, root / split / label)
-    return root
+    return copy_classes(sample_dir, tmp_path_factory.mktemp("subset") / "fruits", CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,14 @@ a real process (the tiny model with a random head: tests/fixtures/models.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Sequence
 
 import pytest
 
@@ -33,12 +34,18 @@ class Served(NamedTuple):
     log: Path
 
 
-def start_service(model_dir: Path, log: Path, *options: str, wait_s: float = 120.0) -> Served:
-    """`python -m orchard serve MODEL_DIR --port <free>` as a real process, once /healthz answers."""
+ORCHARD = (sys.executable, "-m", "orchard")
+
+
+def start_service(model_dir, log: Path, *options: str, wait_s: float = 120.0,
+                  launcher: Sequence[str] = ORCHARD) -> Served:
+    """`<launcher> serve MODEL_DIR --port <free>` as a real process in a session of its own
+    (`launcher`: this interpreter's orchard, or e.g. `buildah run ... -- orchard` in the image),
+    once /healthz answers."""
     port = free_port()
     handle = open(log, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "orchard", "serve", str(model_dir), "--port", str(port), *options],
-                               stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ))
+    process = subprocess.Popen([*launcher, "serve", str(model_dir), "--port", str(port), *options],
+                               stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -50,17 +57,24 @@ def start_service(model_dir: Path, log: Path, *options: str, wait_s: float = 120
                     return Served(url, process, log)
         except OSError:
             time.sleep(0.3)
-    process.terminate()
+    stop_service(Served(url, process, log))
     raise RuntimeError(f"orchard serve did not answer /healthz within {wait_s:.0f} s:\n{log.read_text()}")
 
 
 def stop_service(served: Served) -> int:
+    """SIGTERM to the service (SIGKILL after 30 s); its exit code. Then whatever is left of its
+    process group (e.g. what `buildah run` started in the image) is killed."""
     served.process.terminate()
     try:
-        return served.process.wait(timeout=30)
+        code = served.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         served.process.kill()
-        return served.process.wait()
+        code = served.process.wait()
+    try:
+        os.killpg(served.process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is gone already
+        pass
+    return code
 
 
 @pytest.fixture(scope="session")
