@@ -25,6 +25,7 @@ from orchard.pipeline.models import get_spec, onnx_session
 from orchard.pipeline.preprocess import preprocess
 from orchard.pipeline.reduce import VariancePCA, VariancePCAModel, choose_k
 from tests.conftest import MODEL_FILE, REPO
+from tests.fixtures.processes import run_captured
 
 SETTING_KEYS = (
     "spark.sql.execution.arrow.maxRecordsPerBatch",
@@ -209,8 +210,8 @@ def test_a_saved_pipeline_reproduces_orchard_runs_features(tmp_path, shared_samp
     # of its classes (the same relative paths), all their Training and Test images
     run_dir = shared_sample_run.output
     assert shared_sample_run.record.counts.errors == 0, shared_sample_run.record.counts
-    script = subprocess.run([sys.executable, "-m", "tests.test_api", str(tmp_path), str(sample_subset)],
-                            capture_output=True, text=True, timeout=900, env=_env(), cwd=REPO)
+    script = run_captured([sys.executable, "-m", "tests.test_api", str(tmp_path), str(sample_subset)],
+                          timeout=600, env=_env(), cwd=REPO)
     assert script.returncode == 0, script.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["first_before"] == report["first_after"]  # no setting of the caller's session changed

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.fixtures import processes
 from tests.plugins import scheduling, skips
 
 SUITE = '''
@@ -73,3 +74,18 @@ def test_every_test_has_a_group_and_the_slowest_come_first(request):
     ranks = [scheduling.rank(scheduling.group_of(item)) for item in items]
     assert ranks == sorted(ranks)
     assert scheduling.group_of(request.node) == "tests/test_ci_rules.py"
+
+
+def test_a_hung_subprocess_fails_with_its_stacks_and_leaves_nothing_running(tmp_path):
+    marker = f"time.sleep(120.{os.getpid()})"  # its child's command line, unique to this test
+    script = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; {marker}'])\n" \
+             "def waiting_for_godot():\n    time.sleep(120)\nwaiting_for_godot()\n"
+    log = tmp_path / "hang.log"
+    with pytest.raises(AssertionError, match="did not end in 3 s") as failure:
+        processes.run_logged([sys.executable, "-c", script], log, timeout=3)
+    assert "waiting_for_godot" in str(failure.value)  # py-spy's stack of the hung process
+    assert "waiting_for_godot" in log.read_text()
+    left = [pid for pid in processes.descendants(1) if marker in processes.command_line(pid)]
+    assert not left, "the hung command's child was not killed"  # the whole process group was
+    assert processes.run_logged([sys.executable, "-c", "print('fine')"], log, timeout=60) == 0
+    assert log.read_text().endswith("fine\n")

@@ -2,7 +2,6 @@
 and the help of every command and option."""
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,11 +11,11 @@ from orchard.cli import build_parser
 from orchard.commands.run import config_from_args
 from orchard.names import DEFAULT_MODEL
 from orchard.spark.session import java_major_version
+from tests.fixtures.processes import run_captured
 
 
 def orchard(*args, env=None, timeout=180):
-    return subprocess.run([sys.executable, "-m", "orchard", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return run_captured([sys.executable, "-m", "orchard", *args], timeout=timeout, env=env)
 
 
 def assert_one_clear_line(result, *fragments):

@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, List
 from orchard.local.cluster import LocalCluster
 from orchard.local.processes import group_members, process_start_time
 from orchard.local.state import STATE_FILE
+from tests.fixtures.processes import run_captured
 
 
 def write_state(state_dir: Path, processes, settings=None) -> None:
@@ -48,10 +49,9 @@ def download_cache() -> Path:
     return Path(os.environ.get("ORCHARD_TEST_CACHE_DIR") or Path.home() / ".cache" / "orchard-tests")
 
 
-def orchard(env: Dict[str, str], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def orchard(env: Dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the `orchard` command line as a user would, in its own process; assert it succeeds."""
-    result = subprocess.run([sys.executable, "-m", "orchard", *args], env=env, cwd=str(REPO),
-                            capture_output=True, text=True, timeout=timeout)
+    result = run_captured([sys.executable, "-m", "orchard", *args], env=env, cwd=REPO, timeout=timeout)
     assert result.returncode == 0, f"orchard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
     return result
 

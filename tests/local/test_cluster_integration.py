@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.processes import kill_group, wait_logged
 from tests.fixtures.sample import copy_classes
 from tests.local.boxes import BOX_SETTINGS, down_stops_everything_it_started, orchard, using_box
 
@@ -48,13 +49,13 @@ def reference_started(tmp_path_factory, subset, model_file):
     log_file = open(output.parent / "run.log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "orchard", "run", "--input", str(subset), "--output", str(output),
-         "--master", "local[2]"], env=env, cwd=str(REPO), stdout=log_file, stderr=subprocess.STDOUT)
+         "--master", "local[2]"], env=env, cwd=str(REPO), stdout=log_file, stderr=subprocess.STDOUT,
+        start_new_session=True)
     try:
         yield process, output, log_file
     finally:
         if process.poll() is None:
-            process.kill()
-        process.wait()
+            kill_group(process)
         log_file.close()
 
 
@@ -78,7 +79,7 @@ def pushed(box, subset, reference_started):
 @pytest.fixture(scope="module")
 def reference(reference_started):
     process, output, log_file = reference_started
-    returncode = process.wait(timeout=900)
+    returncode = wait_logged(process, Path(log_file.name), 600, "the local-mode reference run")
     log_file.seek(0)
     assert returncode == 0, f"the local-mode reference run failed:\n{log_file.read()[-4000:]}"
     return output

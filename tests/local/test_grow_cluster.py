@@ -32,6 +32,7 @@ import pytest
 from orchard.local.profiles import profile_spark_conf
 from orchard.pipeline.commit import KILL_AT_ENV, read_features
 from orchard.storage.fs import Storage
+from tests.fixtures.processes import command_line, descendants, kill_group, run_logged, wait_logged
 from tests.local.boxes import REPO, orchard, using_box
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
@@ -55,9 +56,10 @@ def relative_files(root: Path) -> List[str]:
 
 
 def start_local_run(data: Path, output: Path, env: Dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
-                             "--master", "local[2]", "--pca-k", "2"], env=env, cwd=str(REPO),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(f"{output}.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
+                                 "--master", "local[2]", "--pca-k", "2"], env=env, cwd=str(REPO),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +88,14 @@ def inputs(tmp_path_factory, sample_dir, model_file):
     finally:
         for process, _ in references.values():
             if process.poll() is None:
-                process.kill()
+                kill_group(process)
             process.wait()
 
 
 def reference(inputs, name: str) -> Dict[str, np.ndarray]:
     process, output = inputs["references"][name]
-    assert process.wait(timeout=900) == 0, f"the local-mode reference run {name} failed"
+    log = Path(f"{output}.log")
+    assert wait_logged(process, log, 600, f"reference run {name}") == 0, log.read_text(errors="replace")[-4000:]
     return {row.path: np.asarray(row.features) for row in read_features(str(output)).itertuples()}
 
 
@@ -104,16 +107,16 @@ def box(local_box, inputs):
         yield {**box, "storage": Storage(profile_spark_conf("local"))}
 
 
-def run(box, data: str, output: str, *options: str, kill_at: Optional[str] = None) -> int:
-    """`orchard run --profile local`; its return code (asserted 0 unless killed on purpose)."""
+def run(box, data: str, output: str, *options: str, kill_at: Optional[str] = None, log: Optional[Path] = None) -> int:
+    """`orchard run --profile local`; its return code (asserted 0 unless killed on purpose, then
+    its output goes to `log`)."""
     if kill_at is None:
         orchard(box["env"], "run", "--input", data, "--output", output, "--profile", "local", "--pca-k", "2",
                 *options)
         return 0
     env = {**box["env"], KILL_AT_ENV: kill_at}
-    return subprocess.run([sys.executable, "-m", "orchard", "run", "--input", data, "--output", output,
-                           "--profile", "local", "--pca-k", "2", *options], env=env, cwd=str(REPO),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900).returncode
+    return run_logged([sys.executable, "-m", "orchard", "run", "--input", data, "--output", output,
+                       "--profile", "local", "--pca-k", "2", *options], log, env=env, cwd=REPO, timeout=300)
 
 
 def rows(box, output: str) -> Dict[str, tuple]:
@@ -128,7 +131,7 @@ def push(box, folder: Path, uri: str) -> None:
 
 
 @pytest.mark.parametrize("store", ["s3://orchard-grow", "hdfs:///orchard-grow"])
-def test_update_and_a_killed_commit_on_the_cluster(box, inputs, store):
+def test_update_and_a_killed_commit_on_the_cluster(box, inputs, store, tmp_path):
     storage = box["storage"]
     data, output = f"{store}/in", f"{store}/out"
     push(box, inputs["v1"], data)
@@ -150,7 +153,7 @@ def test_update_and_a_killed_commit_on_the_cluster(box, inputs, store):
         ("full", 9, 0, 0, 9), ("update", 3, 1, 8, 3)]
 
     push(box, inputs["v3"], data)  # 3 more; the driver killed at the commit
-    assert run(box, data, output, "--update", kill_at="commit") == -signal.SIGKILL
+    assert run(box, data, output, "--update", kill_at="commit", log=tmp_path / "killed.log") == -signal.SIGKILL
     after_kill = rows(box, output)
     assert sorted(after_kill) == sorted(second)  # the previous output, exactly
     assert all(np.array_equal(after_kill[p][0], second[p][0]) and np.array_equal(after_kill[p][1], second[p][1])
@@ -160,35 +163,6 @@ def test_update_and_a_killed_commit_on_the_cluster(box, inputs, store):
     assert sorted(third) == relative_files(inputs["v3"])
     last = json.loads(storage.read_bytes(f"{output}/run.json"))["history"][-1]
     assert last["new"] == 3 and last["featurized_now"] == 0  # the killed run's staged chunk was kept
-
-
-def _children(pid: int) -> List[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _descendants(pid: int) -> List[int]:
-    out, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def _maps(pid: int) -> str:
@@ -201,9 +175,9 @@ def _maps(pid: int) -> str:
 def featurizing_executor(worker_pid: int) -> Optional[int]:
     """The pid of the worker's executor JVM while it featurizes: one of its Python workers has
     ONNX Runtime loaded (other stages run Python workers too, without it), else None."""
-    for pid in _descendants(worker_pid):
-        if "CoarseGrainedExecutorBackend" in _cmdline(pid):
-            if any("onnxruntime" in _maps(p) for p in _descendants(pid) if "pyspark.daemon" in _cmdline(p)):
+    for pid in descendants(worker_pid)[1:]:
+        if "CoarseGrainedExecutorBackend" in command_line(pid):
+            if any("onnxruntime" in _maps(p) for p in descendants(pid)[1:] if "pyspark.daemon" in command_line(p)):
                 return pid
     return None
 
@@ -216,7 +190,8 @@ def test_losing_a_worker_mid_featurize_changes_nothing(box, inputs, tmp_path):
                "--pca-k", "2"]
     log_file = tmp_path / "run.log"
     with open(log_file, "w") as log:
-        process = subprocess.Popen(command, env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         worker = box["status"]["pids"]["spark-worker-1"]
         killed = None
         deadline = time.time() + 600
@@ -226,7 +201,7 @@ def test_losing_a_worker_mid_featurize_changes_nothing(box, inputs, tmp_path):
                 os.kill(executor, signal.SIGKILL)
                 killed = executor
             time.sleep(0.2)
-        returncode = process.wait(timeout=900)
+        returncode = wait_logged(process, log_file, 600, "orchard run (an executor killed)")
     assert returncode == 0, log_file.read_text()[-4000:]
     assert killed is not None, "the featurize stage ended before an executor could be killed"
 

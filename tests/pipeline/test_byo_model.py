@@ -184,7 +184,7 @@ def test_orchard_run_featurizes_the_sample_with_your_own_model(tmp_path, tiny_mo
     output = tmp_path / "out"
     result = orchard("run", "--input", str(subset), "--output", str(output), "--model-path", str(tiny_model),
                      "--feature-output", FEATURES, "--mean", ",".join(map(str, MEAN)),
-                     "--std", ",".join(map(str, STD)), "--pca-k", "3", "--batch-size", "4", timeout=600)
+                     "--std", ",".join(map(str, STD)), "--pca-k", "3", "--batch-size", "4", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((output / "run.json").read_text())
     assert record["counts"]["featurized"] == 18 and record["counts"]["errors"] == 0

@@ -17,6 +17,7 @@ import pytest
 from orchard.errors import OrchardError
 from orchard.pipeline.commit import KILL_AT_ENV, CommitLog, committed_files, read_features
 from orchard.storage.fs import Storage
+from tests.fixtures.processes import run_logged
 from tests.pipeline.test_incremental import make_input
 
 pytestmark = pytest.mark.slow
@@ -41,12 +42,7 @@ def orchard_run(data: Path, output: Path, model_file: Path, *options: str, kill_
     command = [sys.executable, "-m", "orchard", "run", "--input", str(data), "--output", str(output),
                "--model-path", str(model_file), "--pca-k", "2", "--master", "local[2]", *options]
     log = output.parent / f"{output.name}-run-{kill_at or 'whole'}.log"
-    with open(log, "ab") as handle:
-        try:
-            return subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=600).returncode
-        except subprocess.TimeoutExpired:  # say where it stood (the CI of 2026-12-07 saw one hang once)
-            raise AssertionError(f"orchard run {' '.join(options)} did not end in 600 s; its log ends:\n"
-                                 f"{log.read_text(errors='replace')[-4000:]}") from None
+    return run_logged(command, log, env=env, timeout=300)  # a hang fails with every process's stacks
 
 
 def snapshot(output: Path):
