@@ -62,7 +62,7 @@ from orchard.spark.gateway import java_error_messages
 from orchard.spark.progress import featurize_progress
 from orchard.spark.session import create_session, executor_task_counts, stop_session
 
-if TYPE_CHECKING:  # imported when a run needs them (pyspark.ml, pandas: ~1 s), while the JVM starts
+if TYPE_CHECKING:  # imported when a run needs them (pyspark.ml, pandas: ~1 s), while the input is listed
     from orchard.pipeline.reduce import VariancePCAModel
 
 log = logging.getLogger(__name__)
@@ -176,15 +176,16 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
                                                     mean=config.mean, std=config.std)
     model_info = {"name": spec.name, "sha256": model_sha, "feature_dim": spec.feature_dim,
                   "input": spec.input_text(), "output": spec.output_name, "precision": config.precision}
-    _in_background(_import_later_libraries)  # while the JVM starts, which leaves a core idle
     with timer.stage(names.STAGE_SPARK_START):
         spark = spark or start_spark(config, spark_conf)
+    # Not earlier: pyspark forks the JVM's launcher with a preexec_fn, and CPython's fork then takes
+    # logging's lock, then the import lock; a thread importing at that moment can hold the import
+    # lock and wait for logging's (setuptools' distutils hack logs from inside a find_spec): a
+    # deadlock, seen in CI as a run stuck at spark_start.
+    _in_background(_import_later_libraries)  # while the input is listed (the driver's Python is idle)
     timer.spark_context = spark.sparkContext
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
-
-    from orchard.pipeline.featurize import ImageFeaturizer
-    from orchard.pipeline.quantize import listing_calibration, precision_record
 
     cores = planned_cores(spark)
     # the run's own jobs in a child session (the caller's settings untouched): small bookkeeping shuffles
@@ -218,6 +219,9 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
             n_todo = todo.count()
         chunk_images = config.chunk_images or default_chunk_images(cores)
         partitions = config.partitions or choose_partitions(max(1, min(n_todo, chunk_images)), cores)
+    from orchard.pipeline.featurize import ImageFeaturizer
+    from orchard.pipeline.quantize import listing_calibration, precision_record
+
     featurizer = ImageFeaturizer(modelName=spec.name, modelPath=str(model_path), batchSize=config.batch_size,
                                  featureOutput=spec.output_name, mean=spec.mean, std=spec.std,
                                  largestInput=listing.largest_image, precision=config.precision)
@@ -510,7 +514,7 @@ def _write_pca_model(timer: StageTimer, pca_model, uri: str) -> None:
 
 def _import_later_libraries() -> None:
     """Import what featurizing, the PCA and the scree plot need (~1.5 s of Python: pyspark.ml,
-    pandas, matplotlib) ahead of time, while the JVM starts (this module imports none of them)."""
+    pandas, matplotlib) ahead of time, while the input is listed (this module imports none of them)."""
     import importlib
 
     import matplotlib
