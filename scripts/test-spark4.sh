@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run orchard's end-to-end tests on pyspark 4 in a second virtual environment.
+# Run orchard's end-to-end tests on pyspark 4.1 (emr-spark-8.1.0's line) in a second virtual environment.
 # The environment is cached (ORCHARD_SPARK4_VENV, default ~/.cache/orchard/venv-spark4) and
 # reinstalled only when pyproject.toml changes, so a re-run costs only the tests.
 # Usage: scripts/test-spark4.sh [pytest options] [tests...]   (default tests: the end-to-end ones)
@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=${ORCHARD_SPARK4_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/orchard/venv-spark4}
-spec=${ORCHARD_SPARK4_PYSPARK:-"pyspark>=4,<5"}
+spec=${ORCHARD_SPARK4_PYSPARK:-"pyspark>=4.1,<4.2"}  # what emr-spark-8.1.0 (the LTS line) runs: Spark 4.1.1
 stamp="$venv/.orchard-stamp"
 want="$(sha256sum pyproject.toml | cut -c1-16) $spec"
 
