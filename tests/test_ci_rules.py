@@ -76,6 +76,38 @@ def test_every_test_has_a_group_and_the_slowest_come_first(request):
     assert scheduling.group_of(request.node) == "tests/test_ci_rules.py"
 
 
+GROUPED = '''
+import os
+
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_where(i):
+    with open("where.txt", "a") as out:
+        out.write(f"{os.environ['PYTEST_XDIST_WORKER']} {__name__}\\n")
+'''
+
+
+def test_xdist_keeps_each_module_on_one_worker(tmp_path):
+    """Real pytest-xdist, 2 workers, the scheduling plugin: each of two modules of 6 tests runs
+    on one worker (xdist's nodeids carry the group, `@<module>`): module fixtures are made once."""
+    for name in ("test_one.py", "test_two.py"):
+        (tmp_path / name).write_text(GROUPED)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.plugins.scheduling", "-p", "no:cacheprovider",
+                             "-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder", "-v", str(tmp_path)],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "12 passed" in result.stdout
+    workers = {}
+    for line in (tmp_path / "where.txt").read_text().splitlines():
+        worker, module = line.split()
+        workers.setdefault(module, set()).add(worker)
+    assert sorted(workers) == ["test_one", "test_two"], result.stdout[-3000:]
+    assert all(len(names) == 1 for names in workers.values()), workers
+    assert "test_one.py::test_where[0]@" in result.stdout  # the group reached xdist's nodeids
+
+
 def test_a_hung_subprocess_fails_with_its_stacks_and_leaves_nothing_running(tmp_path):
     marker = f"time.sleep(120.{os.getpid()})"  # its child's command line, unique to this test
     script = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; {marker}'])\n" \
