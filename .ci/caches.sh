@@ -12,7 +12,7 @@ entries=(
   "spark4-venv|${ORCHARD_SPARK4_VENV:-$cache/orchard/venv-spark4}|sha256 of pyproject.toml + the pyspark spec (.orchard-stamp)"
   "node-set|${ORCHARD_NODE_SET_CACHE:-$cache/orchard/node-set}|the node lock's digest and the pyspark version (folder names)"
   "wheelhouse|${ORCHARD_WHEELHOUSE_CACHE:-$cache/orchard/wheelhouse}|the node lock's digest"
-  "cluster-downloads|${ORCHARD_TEST_CACHE_DIR:-$cache/orchard-tests}|the versions of SeaweedFS, Hadoop and the s3a jars (folder names)"
+  "cluster-downloads|${ORCHARD_TEST_CACHE_DIR:-$cache/orchard-tests}|the SeaweedFS version (folder name); the jar sets' manifests (sha256 of their poms)"
   "container-base|/var/cache/orchard-container|sha256 of the debootstrap recipe (folder name)"
   "buildah-storage|/var/lib/containers/storage|buildah's layer cache: each layer by its instruction and inputs"
   "maven|$HOME/.m2/repository|Maven coordinates (group:artifact:version)"

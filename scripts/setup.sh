@@ -4,7 +4,11 @@
 #   scripts/setup.sh                 Java + native BLAS/LAPACK if missing (apt-get, as root or with
 #                                    sudo), a virtual environment .venv (made with $PYTHON, default
 #                                    python3), orchard installed in it, then `orchard doctor`
-#   scripts/setup.sh --dev           the same, orchard editable with its test tools (.[test])
+#   scripts/setup.sh --dev           the same, orchard editable with its test tools (.[test]),
+#                                    and --cluster
+#   scripts/setup.sh --cluster       also Maven if missing, then `orchard local fetch`: what the
+#                                    local cluster needs, once (SeaweedFS; s3a and HDFS jars from
+#                                    Maven Central)
 #   scripts/setup.sh --venv DIR      use or create the virtual environment DIR instead of .venv
 #   scripts/setup.sh --system        no virtual environment: install into $PYTHON itself (CI)
 #   PYTHON=/path/to/python3 scripts/setup.sh     another interpreter (>= 3.9)
@@ -16,12 +20,14 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 SYSTEM=0
 DEV=0
+CLUSTER=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dev) DEV=1 ;;
+    --dev) DEV=1; CLUSTER=1 ;;
+    --cluster) CLUSTER=1 ;;
     --system) SYSTEM=1 ;;
     --venv) VENV=${2:?--venv needs a folder}; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown option $1 (see scripts/setup.sh --help)" >&2; exit 2 ;;
   esac
   shift
@@ -35,6 +41,7 @@ need=()
 command -v "$java_bin" >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 ldconfig -p 2>/dev/null | grep -q 'liblapack.so.3' || need+=(libopenblas0-pthread liblapack3)
 command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
+[ "$CLUSTER" = 0 ] || command -v mvn >/dev/null 2>&1 || need+=(maven)
 if [ "$SYSTEM" = 0 ] && command -v "$PYTHON" >/dev/null 2>&1 && [ ! -x "$VENV/bin/python" ] \
    && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   need+=(python3-venv)
@@ -88,6 +95,11 @@ else
 fi
 say "pip install ${target[*]} into $("$py" -c 'import sys; print(sys.prefix)')"
 "$py" -m pip install --quiet --disable-pip-version-check "${target[@]}"
+
+if [ "$CLUSTER" = 1 ]; then
+  say "fetching what the local cluster needs (once; cached)"
+  "$py" -m orchard local fetch
+fi
 
 # -- check ------------------------------------------------------------------------------------
 "$py" -m orchard doctor

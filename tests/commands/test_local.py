@@ -28,3 +28,21 @@ def test_local_status_command_shows_urls_keys_and_pids(tmp_path, sleepers, capsy
     for text in ("spark://127.0.0.1:17077", "http://127.0.0.1:18080", "0 of 1", keys["secret_key"],
                  "hdfs://127.0.0.1:19000", f"spark-master={process.pid}"):
         assert text in out
+
+
+def test_local_fetch_resolves_each_jar_set_once_and_says_what(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from orchard.local import deps as localdeps
+    from orchard.spark import maven
+
+    monkeypatch.setenv(maven.REPOSITORY_ENV, str(tmp_path / "maven" / "repository"))
+    small = maven.JarSet("probe", ("org.slf4j:slf4j-simple:1.7.36",), purpose="a test set")
+    monkeypatch.setattr(localdeps, "jar_sets", lambda: [small])
+    monkeypatch.setattr(localdeps, "weed_binary", lambda: Path("/opt/weed"))
+    assert main(["local", "fetch"]) == 0  # real Maven, Maven Central
+    out = capsys.readouterr().out
+    assert "seaweedfs  /opt/weed" in out and "probe      org.slf4j:slf4j-simple:1.7.36: 2 jars" in out
+    assert maven.read_manifest(small) is not None
+    monkeypatch.setattr(maven, "_run_maven", lambda *a: (_ for _ in ()).throw(AssertionError("ran again")))
+    assert main(["local", "fetch"]) == 0  # the second time from the manifest

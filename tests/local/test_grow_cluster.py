@@ -4,8 +4,10 @@ modules, so this one keeps to the bucket orchard-grow and the HDFS folder /orcha
 
 - On S3 (s3://) and on HDFS (hdfs:///), input and output: a first run; an --update after adding
   and removing images (same rows and features as a full local-mode run on the new input, old
-  rows' pca unchanged); a kill -9 of the driver during the commit, then a reader check
-  (read_features through orchard.storage gives the previous output exactly) and a re-run.
+  rows' pca unchanged); then, on that output, a kill -9 of the driver during the commit, a
+  reader check (read_features through orchard.storage gives the previous output exactly) and a
+  re-run. The first two runs are a module fixture per store (`grown`), so the update test and
+  the kill test each stay a few minutes at most.
 - Losing a worker: one worker's executor JVM killed (SIGKILL) while featurize tasks run; the
   output is exact (every listed path once, features equal to a run without the kill) and
   `orchard report` shows the failed and retried tasks of the featurize stage. Only the executor
@@ -130,28 +132,50 @@ def push(box, folder: Path, uri: str) -> None:
     orchard(box["env"], "push", str(folder), uri, "--profile", "local")
 
 
-@pytest.mark.parametrize("store", ["s3://orchard-grow", "hdfs:///orchard-grow"])
-def test_update_and_a_killed_commit_on_the_cluster(box, inputs, store, tmp_path):
-    storage = box["storage"]
-    data, output = f"{store}/in", f"{store}/out"
-    push(box, inputs["v1"], data)
-    run(box, data, output)
-    first = rows(box, output)
-    assert sorted(first) == relative_files(inputs["v1"])
+STORES = ["s3://orchard-grow", "hdfs:///orchard-grow"]
 
-    push(box, inputs["v2"], data)  # 3 new images; then 1 removed
-    assert storage.delete(f"{data}/{inputs['removed']}", recursive=False)
-    run(box, data, output, "--update")
-    second = rows(box, output)
+
+@pytest.fixture(scope="module")
+def grown(box, inputs):
+    """Per store, made once: a first run on v1, then v2 pushed (3 new, 1 removed) and `--update`;
+    the rows after each run. The killed-commit test goes on from the updated output."""
+    made: Dict[str, Dict[str, object]] = {}
+
+    def grow(store: str) -> Dict[str, object]:
+        if store not in made:
+            data, output = f"{store}/in", f"{store}/out"
+            push(box, inputs["v1"], data)
+            run(box, data, output)
+            first = rows(box, output)
+            push(box, inputs["v2"], data)  # 3 new images; then 1 removed
+            assert box["storage"].delete(f"{data}/{inputs['removed']}", recursive=False)
+            run(box, data, output, "--update")
+            made[store] = {"data": data, "output": output, "first": first, "second": rows(box, output)}
+        return made[store]
+
+    return grow
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_update_on_the_cluster_matches_a_full_run_and_keeps_the_old_pca(box, inputs, grown, store):
+    state = grown(store)
+    first, second = state["first"], state["second"]
+    assert sorted(first) == relative_files(inputs["v1"])
     full = reference(inputs, "v2")
     assert sorted(second) == sorted(full) == relative_files(inputs["v2"])
     assert max(np.abs(second[p][0] - full[p]).max() for p in full) <= TOLERANCE
     for path in set(first) & set(second):  # the old rows' pca: the same space, unchanged
         assert np.abs(second[path][1] - first[path][1]).max() <= 1e-6
-    history = json.loads(storage.read_bytes(f"{output}/run.json"))["history"]
+    history = json.loads(box["storage"].read_bytes(f"{state['output']}/run.json"))["history"]
     assert [(h["mode"], h["new"], h["removed"], h["unchanged"], h["featurized_now"]) for h in history] == [
         ("full", 9, 0, 0, 9), ("update", 3, 1, 8, 3)]
 
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_killed_commit_on_the_cluster_keeps_the_previous_output(box, inputs, grown, store, tmp_path):
+    state = grown(store)  # the updated output of the test above (made here if it ran alone)
+    data, output, second = state["data"], state["output"], state["second"]
+    assert rows(box, output).keys() == second.keys()  # what this test starts from
     push(box, inputs["v3"], data)  # 3 more; the driver killed at the commit
     assert run(box, data, output, "--update", kill_at="commit", log=tmp_path / "killed.log") == -signal.SIGKILL
     after_kill = rows(box, output)
@@ -161,7 +185,7 @@ def test_update_and_a_killed_commit_on_the_cluster(box, inputs, store, tmp_path)
     run(box, data, output, "--update")
     third = rows(box, output)
     assert sorted(third) == relative_files(inputs["v3"])
-    last = json.loads(storage.read_bytes(f"{output}/run.json"))["history"][-1]
+    last = json.loads(box["storage"].read_bytes(f"{output}/run.json"))["history"][-1]
     assert last["new"] == 3 and last["featurized_now"] == 0  # the killed run's staged chunk was kept
 
 

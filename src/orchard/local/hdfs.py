@@ -1,8 +1,9 @@
 """A real one-node HDFS for the local cluster: a NameNode and a DataNode on 127.0.0.1.
 
-The server classes are Hadoop 2.7.3's (see orchard.local.deps). On Java 17 they need the
-`webapps/<name>/WEB-INF/web.xml` resources their HTTP servers look up (empty ones do: the
-NameNode web UI pages are not in these jars, its /jmx and /conf endpoints work) and WebHDFS off.
+The server classes are Hadoop 3.4.1's, from Maven Central (see orchard.local.deps). Their HTTP
+servers look up `webapps/<name>/WEB-INF/web.xml` on the classpath, which Hadoop's distribution
+ships beside its jars, not in them: empty ones do (the NameNode's web UI pages are absent, its
+/jmx and /conf endpoints work). WebHDFS is off.
 Replication is 1 (one DataNode). Data lives in the state directory and survives `down`/`up`.
 """
 from __future__ import annotations
@@ -119,6 +120,18 @@ def namenode_state(ui_port: int, timeout: float = 2.0) -> Optional[Dict[str, obj
     bean = beans[0]
     return {"live_datanodes": int(bean.get("NumLiveDataNodes", 0)),
             "safemode": str(bean.get("FSState", "")) == "safeMode"}
+
+
+def software_version(ui_port: int, timeout: float = 2.0) -> Optional[str]:
+    """The NameNode's Hadoop version (its /jmx NameNodeInfo bean), e.g. "3.4.1"; None when it
+    does not answer."""
+    url = f"http://127.0.0.1:{ui_port}/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            beans = json.load(response).get("beans", [])
+    except (OSError, ValueError):
+        return None
+    return str(beans[0].get("SoftwareVersion")) if beans else None
 
 
 def is_ready(ui_port: int) -> bool:
