@@ -131,16 +131,14 @@ def spark_checks() -> List[Check]:
         stop_spark(spark)
 
 
-def jar_set_lines(jar_set, every_jar: bool = False) -> List[Check]:
+def jar_set_lines(jar_set: maven.JarSet, every_jar: bool = False) -> List[Check]:
     """One line per root jar of a fetched set (version, sha256 checked against the manifest),
     or per jar with `every_jar`; FAIL for a jar whose bytes changed since it was fetched."""
-
     jars = maven.read_manifest(jar_set)
     if jars is None:
         return [Check("jars", OK, f"{jar_set.name}: {', '.join(jar_set.artifacts)} not fetched yet "
                                   f"({jar_set.purpose}): `orchard local fetch` or `orchard local up` fetches it")]
-    roots = {":".join(maven.split_coordinate(c)) for c in jar_set.artifacts}
-    shown = jars if every_jar else [jar for jar in jars if jar.coordinate in roots]
+    shown = jars if every_jar else [jar for jar in jars if jar.coordinate in jar_set.roots]
     lines = []
     for jar in shown:
         if file_digest(jar.path) != jar.sha256:
@@ -154,7 +152,7 @@ def jar_set_lines(jar_set, every_jar: bool = False) -> List[Check]:
 
 
 def jar_lines(every_jar: bool = False) -> List[Check]:
-
+    """The lines of every jar set the local cluster uses."""
     try:
         sets = localdeps.jar_sets()
     except OrchardError as error:

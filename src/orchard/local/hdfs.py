@@ -107,31 +107,32 @@ def datanode_command(java: str, cp: str) -> List[str]:
     return [java, HEAP, "-cp", cp, DATANODE_CLASS]
 
 
-def namenode_state(ui_port: int, timeout: float = 2.0) -> Optional[Dict[str, object]]:
-    """{live_datanodes, safemode} from the NameNode's /jmx, or None when it does not answer."""
-    url = (f"http://127.0.0.1:{ui_port}/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState")
+def _namenode_bean(ui_port: int, name: str, timeout: float) -> Optional[Dict[str, object]]:
+    """One bean of the NameNode's /jmx (`Hadoop:service=NameNode,name=<name>`), or None when it
+    does not answer."""
+    url = f"http://127.0.0.1:{ui_port}/jmx?qry=Hadoop:service=NameNode,name={name}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             beans = json.load(response).get("beans", [])
     except (OSError, ValueError):
         return None
-    if not beans:
+    return beans[0] if beans else None
+
+
+def namenode_state(ui_port: int, timeout: float = 2.0) -> Optional[Dict[str, object]]:
+    """{live_datanodes, safemode} from the NameNode's /jmx, or None when it does not answer."""
+    bean = _namenode_bean(ui_port, "FSNamesystemState", timeout)
+    if bean is None:
         return None
-    bean = beans[0]
     return {"live_datanodes": int(bean.get("NumLiveDataNodes", 0)),
             "safemode": str(bean.get("FSState", "")) == "safeMode"}
 
 
 def software_version(ui_port: int, timeout: float = 2.0) -> Optional[str]:
-    """The NameNode's Hadoop version (its /jmx NameNodeInfo bean), e.g. "3.4.1"; None when it
-    does not answer."""
-    url = f"http://127.0.0.1:{ui_port}/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            beans = json.load(response).get("beans", [])
-    except (OSError, ValueError):
-        return None
-    return str(beans[0].get("SoftwareVersion")) if beans else None
+    """The NameNode's Hadoop version (its NameNodeInfo bean), e.g. "3.4.1"; None when it does
+    not answer."""
+    bean = _namenode_bean(ui_port, "NameNodeInfo", timeout)
+    return None if bean is None else str(bean.get("SoftwareVersion"))
 
 
 def is_ready(ui_port: int) -> bool:

@@ -59,6 +59,11 @@ class JarSet:
     def key(self) -> str:
         return hashlib.sha256(self.pom().encode()).hexdigest()[:16]
 
+    @property
+    def roots(self) -> frozenset:
+        """The root coordinates, each checked to be `group:artifact:version`."""
+        return frozenset(":".join(split_coordinate(c)) for c in self.artifacts)
+
 
 @dataclass(frozen=True)
 class Jar:
@@ -67,10 +72,6 @@ class Jar:
     coordinate: str
     path: Path
     sha256: str
-
-    @property
-    def version(self) -> str:
-        return self.coordinate.rsplit(":", 1)[1]
 
 
 def split_coordinate(coordinate: str) -> Tuple[str, str, str]:
@@ -163,10 +164,10 @@ def resolve(jar_set: JarSet) -> List[Jar]:
     manifests_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=manifests_dir(), prefix="resolve-") as tmp:
         listed = parse_listing(_run_maven(jar_set, Path(tmp)))
-    roots = {":".join(split_coordinate(c)) for c in jar_set.artifacts}
+    roots = jar_set.roots
     listed.sort(key=lambda item: item[0] not in roots)  # stable: the roots first
     if not roots <= {coordinate for coordinate, _ in listed}:
-        raise OrchardError(f"Maven resolved {jar_set.name} without {sorted(roots)}: see {manifest_path(jar_set)}")
+        raise OrchardError(f"Maven's listing of {jar_set.name} lacks one of {sorted(roots)}")
     jars = [Jar(coordinate, path, file_digest(path)) for coordinate, path in listed]
     target = manifest_path(jar_set)
     target.parent.mkdir(parents=True, exist_ok=True)
