@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # orchard set-up in one command: system packages, a virtual environment, orchard, then a check.
 #
-#   scripts/setup.sh                 Java + native BLAS/LAPACK if missing (apt-get, as root or with
-#                                    sudo), a virtual environment .venv (made with $PYTHON, default
-#                                    python3), orchard installed in it, then `orchard doctor`
+#   scripts/setup.sh                 Java, native BLAS/LAPACK and Maven if missing (apt-get, as root
+#                                    or with sudo), a virtual environment .venv (made with $PYTHON,
+#                                    default python3), orchard installed in it, then `orchard doctor`
+#                                    (its Spark start resolves Delta Lake's jars from Maven Central, once)
 #   scripts/setup.sh --dev           the same, orchard editable with its test tools (.[test]),
 #                                    and --cluster
-#   scripts/setup.sh --cluster       also Maven if missing, then `orchard local fetch`: what the
+#   scripts/setup.sh --cluster       also `orchard local fetch`: what the
 #                                    local cluster needs, once (SeaweedFS; s3a and HDFS jars from
 #                                    Maven Central)
 #   scripts/setup.sh --venv DIR      use or create the virtual environment DIR instead of .venv
@@ -41,7 +42,7 @@ need=()
 command -v "$java_bin" >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 ldconfig -p 2>/dev/null | grep -q 'liblapack.so.3' || need+=(libopenblas0-pthread liblapack3)
 command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
-[ "$CLUSTER" = 0 ] || command -v mvn >/dev/null 2>&1 || need+=(maven)
+command -v mvn >/dev/null 2>&1 || need+=(maven)  # Delta Lake's jars (every run), the cluster's
 if [ "$SYSTEM" = 0 ] && command -v "$PYTHON" >/dev/null 2>&1 && [ ! -x "$VENV/bin/python" ] \
    && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   need+=(python3-venv)

@@ -26,6 +26,7 @@ from orchard.pipeline.preprocess import preprocess
 from orchard.pipeline.reduce import VariancePCA, VariancePCAModel, choose_k
 from tests.conftest import MODEL_FILE, REPO
 from tests.fixtures.processes import run_captured
+from tests.fixtures.tables import table_of
 
 SETTING_KEYS = (
     "spark.sql.execution.arrow.maxRecordsPerBatch",
@@ -218,7 +219,7 @@ def test_a_saved_pipeline_reproduces_orchard_runs_features(tmp_path, shared_samp
     assert report["second_before"] == report["second_after"]
     assert report["k"] >= 2 and report["origin"]["dim"] == 1280
 
-    by_run = pq.read_table(run_dir / "features", columns=["path", "split", "features"]).to_pandas()
+    by_run = table_of(run_dir, "features", columns=["path", "split", "features"]).to_pandas()
     test_paths = {image.relative_to(sample_subset).as_posix() for image in (sample_subset / "Test").rglob("*.jpg")}
     by_run = by_run[by_run["split"] == "Test"].set_index("path")
     by_run = by_run[by_run.index.isin(test_paths)]  # the subset's Test images, as the run of the sample has them

@@ -2,6 +2,7 @@
 
 - pipeline/ imports nothing from orchard.local, orchard.cloud, orchard.analysis;
 - storage/ does not import orchard.local (endpoints are passed in);
+- table/ (the output's Delta tables) imports nothing from local, cloud, analysis or commands;
 - orchard's own modules are imported at module level, never inside a function (third-party
   ones may be deferred); an `if TYPE_CHECKING:` block counts as module level. The one exception
   is an orchard module that is itself heavy: one that imports pyspark, matplotlib, boto3,
@@ -32,6 +33,7 @@ PACKAGE = SRC / "orchard"
 FORBIDDEN = {
     "pipeline": ("orchard.local", "orchard.cloud", "orchard.analysis"),
     "storage": ("orchard.local",),
+    "table": ("orchard.local", "orchard.cloud", "orchard.analysis", "orchard.commands"),
 }
 # third-party packages worth deferring (hundreds of ms to import)
 HEAVY_PACKAGES = ("pyspark", "matplotlib", "boto3", "botocore", "onnxruntime", "pandas", "pyarrow", "PIL")

@@ -173,7 +173,7 @@ def test_orchard_run_inside_the_image_writes_every_image_once(container, sample_
     assert record["model"]["file"].startswith("/opt/orchard/")
     assert record["pca"]["k"] == 2 and json.loads(printed)["pca_k"] == 2
 
-    from orchard.pipeline.commit import read_features
+    from orchard.table.read import read_features
 
     rows = read_features(str(tmp_path / "out" / "run"))  # the committed rows, as a reader sees them
     assert sorted(rows.path) == expected  # every image once

@@ -21,14 +21,15 @@ Python API (imported on first use, so `import orchard` stays cheap):
         pyspark.ml Model: adds pca array<float> of length k (null where features is null);
         .k, .explainedVariance (every ratio), .pcaModel (the Spark PCAModel).
     run(config: RunConfig, spark=None) -> RunRecord
-        `orchard run`: features/, errors/, pca_model/, run.json, pca_scree.png.
-    read_features(uri, table="features", columns=None, storage=None) -> pandas.DataFrame
-        The committed rows of an output's features/ (or errors/): only the files its latest
-        commit (_orchard/commits/<n>.json) names, never a run still being written. S3 and
-        HDFS outputs are read through `storage` (an orchard.storage.Storage; default: boto3's
-        usual credentials, the URI's own hdfs://host:port).
-    committed_files(uri, table="features", storage=None) -> list of str
-        Those files' URIs (for DuckDB, pyarrow, Spark).
+        `orchard run`: features/ and errors/ (Delta Lake tables), pca_model/, run.json,
+        pca_scree.png.
+    read_features(uri, table="features", columns=None, storage=None, version=None) -> pandas.DataFrame
+        The committed rows of an output's features/ (or errors/) table, read by delta-rs (no
+        JVM), at `version` (a table version, or an ISO 8601 time; default the newest): never
+        a run still being written. S3 settings come from `storage` (an orchard.storage.Storage;
+        default: boto3's usual variables).
+    committed_files(uri, table="features", storage=None, version=None) -> list of str
+        The URIs of that version's Parquet files (for a reader without Delta support).
     RunConfig, RunRecord (.to_dict() is run.json), OrchardError.
 
 Example:
@@ -62,8 +63,8 @@ _API = {
     "RunConfig": "orchard.pipeline.config",
     "RunRecord": "orchard.pipeline.record",
     "OrchardError": "orchard.errors",
-    "read_features": "orchard.pipeline.commit",
-    "committed_files": "orchard.pipeline.commit",
+    "read_features": "orchard.table.read",
+    "committed_files": "orchard.table.read",
 }
 
 __all__ = sorted(_API) + ["__version__"]

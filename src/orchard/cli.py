@@ -8,13 +8,14 @@ from typing import List, Optional
 
 from orchard import __version__
 from orchard.commands import (
-    aws, demo, doctor, evaluate, local, models, predict, report, run, scale_test, serve, train, transfer,
+    aws, convert, demo, doctor, evaluate, forget, history, local, models, predict, report, run, scale_test, serve,
+    train, transfer,
 )
 from orchard.errors import OrchardError
 
 # Each module defines register(subparsers); add new capabilities here.
-COMMAND_MODULES = (demo, run, evaluate, models, report, scale_test, aws, local, transfer, train, predict, serve,
-                   doctor)
+COMMAND_MODULES = (demo, run, history, forget, convert, evaluate, models, report, scale_test, aws, local, transfer,
+                   train, predict, serve, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

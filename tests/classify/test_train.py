@@ -82,7 +82,7 @@ def test_pca_in_the_graph_is_sparks_projection(spark, sample_run, trained_model)
     from pyspark.ml.feature import PCAModel
 
     pc = PCAModel.load(str(sample_run / "pca_model")).pc.toArray()
-    rows = spark.read.parquet(str(sample_run / "features")).orderBy("path").limit(50).collect()
+    rows = spark.read.format("delta").load(str(sample_run / "features")).orderBy("path").limit(50).collect()
     features = np.array([row.features for row in rows], dtype=np.float64)
     stored = np.array([row.pca for row in rows], dtype=np.float64)
     np.testing.assert_allclose(features @ pc, stored, rtol=1e-5, atol=1e-4)
@@ -95,7 +95,7 @@ def test_onnx_agrees_with_spark_on_every_test_row(spark, sample_run, trained_mod
     import onnxruntime as ort
     from pyspark.sql import functions as F
 
-    test_rows = spark.read.parquet(str(sample_run / "features")).where(F.col("split") == "Test")
+    test_rows = spark.read.format("delta").load(str(sample_run / "features")).where(F.col("split") == "Test")
     classes, predicted = spark_probabilities(trained_model, test_rows, "pca")
     rows = sorted(predicted.select("path", "probability", "prediction").collect(), key=lambda r: r.path)
     assert len(rows) == 480
@@ -116,7 +116,7 @@ def test_classes_with_few_images_are_reported_not_silently_dropped(spark, sample
 
     run = tmp_path / "run"
     shutil.copytree(sample_run, run, ignore=shutil.ignore_patterns("features"))
-    features = spark.read.parquet(str(sample_run / "features"))
+    features = spark.read.format("delta").load(str(sample_run / "features"))
     walnut_training = (F.col("label") == "Walnut") & (F.col("split") == "Training")
     few = features.where(walnut_training).orderBy("path").limit(2)
     features.where(~walnut_training).unionByName(few).write.parquet(str(run / "features"))

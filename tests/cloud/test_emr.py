@@ -191,6 +191,8 @@ def test_each_release_line_gets_its_applications_python_and_wheelhouse(release, 
     assert [a["Name"] for a in params["Applications"]] == applications
     classifications = [c["Classification"] for c in params["Configurations"]]
     assert ("jupyter-s3-conf" in classifications) is notebooks
+    delta = next(c for c in params["Configurations"] if c["Classification"] == "delta-defaults")
+    assert delta["Properties"] == {"delta.enabled": "true"}  # the cluster's Delta, not a second copy
     wheelhouse = "orchard/wheelhouse/" if python == "3.9" else f"orchard/wheelhouse-py{python}/"
     assert params["BootstrapActions"][0]["ScriptBootstrapAction"]["Args"] == [
         f"s3://{BUCKET}/{LAYOUT.wheel_key}", f"s3://{BUCKET}/{wheelhouse}",

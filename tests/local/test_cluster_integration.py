@@ -26,6 +26,7 @@ from orchard.local import hdfs
 from tests.fixtures.processes import kill_group, wait_logged
 from tests.fixtures.sample import copy_classes
 from tests.local.boxes import BOX_SETTINGS, down_stops_everything_it_started, orchard, using_box
+from tests.fixtures.tables import table_of
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
@@ -89,9 +90,8 @@ def reference(reference_started):
 
 
 def features_table(folder: Path):
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(folder / "features", columns=["path", "label", "split", "features"]).to_pandas()
+    
+    table = table_of(folder, "features", columns=["path", "label", "split", "features"]).to_pandas()
     return table.sort_values("path").reset_index(drop=True)
 
 

@@ -14,6 +14,7 @@ import json
 import pytest
 
 from tests.local.boxes import orchard, using_box
+from tests.fixtures.tables import table_of
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
@@ -60,12 +61,11 @@ def field_run(box, sample_dir, tmp_path_factory):
 
 
 def test_s3_keys_from_the_field_are_featurized_exactly_once_with_their_names(field_run):
-    import pyarrow.parquet as pq
-
+    
     record = json.loads((field_run / "run.json").read_text(encoding="utf-8"))
     counts = record["counts"]
     assert counts == {**counts, "found": len(NAMES), "featurized": len(NAMES), "errors": 0, "ignored": 0}
-    features = pq.read_table(field_run / "features").to_pandas().set_index("path")
+    features = table_of(field_run, "features").to_pandas().set_index("path")
     assert sorted(features.index) == sorted(NAMES)  # kind 1: not the sibling; kind 11: no hidden name
     assert features.loc["Training/Grade:A/a+b 100% c.jpg", "label"] == "Grade:A"  # kind 2
     assert features.loc["Training/Ягода/ok0.jpg", "label"] == "Ягода"  # kind 3

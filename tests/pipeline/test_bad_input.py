@@ -6,11 +6,11 @@ import shutil
 import subprocess
 import sys
 
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from tests.pipeline.test_preprocess import png_header_claiming
+from tests.fixtures.tables import table_of
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_run_goes_on_and_exits_zero(messy_run):
 
 def test_every_bad_file_has_a_reason(messy_run):
     _, output = messy_run
-    table = pq.read_table(output / "errors").to_pydict()
+    table = table_of(output, "errors").to_pydict()
     errors = dict(zip(table["path"], table["error"]))
     assert set(errors) == {
         "Training/Banana/empty.jpg", "Training/Banana/truncated.jpg", "Training/Banana/random.jpg",
@@ -88,10 +88,10 @@ def test_nothing_is_lost(messy_run, messy_dataset):
     on_disk = sum(1 for p in messy_dataset.rglob("*") if p.is_file())
     assert counts == {"found": on_disk, "images": on_disk - 2, "featurized": GOOD + 4, "errors": 5, "ignored": 2}
     assert sorted(record["ignored_files"]) == ["Test/Lemon/labels.csv", "notes.txt"]
-    featurized = set(pq.read_table(output / "features").column("path").to_pylist())
+    featurized = set(table_of(output, "features").column("path").to_pylist())
     assert {"Test/Lemon/UPPER CASE.JPG", "Test/Lemon/odd+name %20 é.jpeg", "Test/Lemon/alpha.png",
             "Test/Lemon/cmyk.jpg"} <= featurized
-    errors = set(pq.read_table(output / "errors").column("path").to_pylist())
+    errors = set(table_of(output, "errors").column("path").to_pylist())
     assert len(featurized) + len(errors) == counts["images"] and not featurized & errors
 
 
@@ -120,7 +120,7 @@ def test_files_removed_or_emptied_after_the_listing_are_error_rows(spark, sample
     record = orchard.run(orchard.RunConfig(input=str(tmp_path / "data"), output=str(output), model_path=str(model_file),
                                            pca_k=1), spark=spark)
     assert dataclasses.asdict(record.counts) == {"found": 4, "images": 4, "featurized": 2, "errors": 2, "ignored": 0}
-    table = pq.read_table(output / "errors").to_pydict()
+    table = table_of(output, "errors").to_pydict()
     errors = dict(zip(table["path"], table["error"]))
     assert "could not read" in errors[f"Training/Banana/{gone.name}"] and "FileNotFoundError" in errors[
         f"Training/Banana/{gone.name}"]

@@ -5,7 +5,6 @@ registry's download path for such a model, and the graphs that do not fit."""
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ from orchard.pipeline.graph import runnable_path
 from orchard.pipeline.inference import infer, to_model_input
 from orchard.pipeline.models import MIRROR_ENV, MODEL_DIR_ENV, REGISTRY, ModelSpec, onnx_session, resolve_model
 from orchard.pipeline.preprocess import preprocess
+from tests.fixtures.tables import table_of
 from tests.pipeline.test_models import http_folder  # noqa: F401  (a fixture: a real HTTP server)
 from tests.test_cli import assert_one_clear_line, orchard
 
@@ -191,9 +191,7 @@ def test_orchard_run_featurizes_the_sample_with_your_own_model(tmp_path, tiny_mo
     assert record["model"]["name"] == "tiny" and record["model"]["feature_dim"] == 256
     assert record["model"]["output"] == FEATURES
     assert record["model"]["input"] == f"NCHW float32 {SIZE}, mean {MEAN}, std {STD}"
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(glob.glob(str(output / "features" / "*.parquet"))).to_pydict()
+    table = table_of(output, "features").to_pydict()
     assert len(table["path"]) == 18 and set(table["model"]) == {"tiny"}
     for location, features in zip(table["path"], table["features"]):  # paths relative to the input
         expected = numpy_features(preprocess((subset / location).read_bytes(), SIZE).array)

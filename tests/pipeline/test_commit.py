@@ -1,8 +1,9 @@
-"""Crash safety: the driver killed (SIGKILL) during featurize, the Parquet write and the commit.
+"""Crash safety: the driver killed (SIGKILL) at each point of a run, on the Delta tables.
 
 Each case runs `orchard run` as a subprocess that kills itself at a named point
-($ORCHARD_TEST_KILL_AT, see orchard.pipeline.commit.kill_point), then checks that a reader sees
-the previous output exactly, and that a re-run completes with every path once.
+($ORCHARD_TEST_KILL_AT, see orchard.pipeline.killpoints), then checks that delta-rs and Spark's
+own Delta reader both see the previous version exactly, and that a re-run completes with every
+path once.
 """
 import json
 import os
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from orchard.errors import OrchardError
-from orchard.pipeline.commit import KILL_AT_ENV, CommitLog, committed_files, read_features
-from orchard.storage.fs import Storage
+from orchard.pipeline.killpoints import KILL_AT_ENV
+from orchard.table.read import history, read_features
 from tests.fixtures.processes import run_logged
 from tests.pipeline.test_incremental import make_input
 
@@ -45,9 +46,14 @@ def orchard_run(data: Path, output: Path, model_file: Path, *options: str, kill_
     return run_logged(command, log, env=env, timeout=300)  # a hang fails with every process's stacks
 
 
-def snapshot(output: Path):
-    frame = read_features(str(output)).sort_values("path").reset_index(drop=True)
-    return frame[["path", "label"]].values.tolist(), [list(x) for x in frame.features], [list(x) for x in frame.pca]
+def snapshot(output: Path, spark=None):
+    """(path, label), features and pca of every committed row, sorted by path: read by delta-rs,
+    or by Spark's Delta reader when `spark` is given."""
+    if spark is None:
+        frame = read_features(str(output)).sort_values("path").reset_index(drop=True)
+        return frame[["path", "label"]].values.tolist(), [list(x) for x in frame.features], [list(x) for x in frame.pca]
+    rows = spark.read.format("delta").load(str(output / "features")).orderBy("path").collect()
+    return [[r.path, r.label] for r in rows], [list(r.features) for r in rows], [list(r.pca) for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -59,60 +65,94 @@ def first_run(sample_dir, model_file, tmp_path_factory):
     return data, output
 
 
-def killed_then_checked(data: Path, output: Path, model_file: Path, kill_at: str, before) -> None:
-    """An --update in chunks of 4, killed at `kill_at`: the reader sees `before` exactly."""
-    assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4", kill_at=kill_at) == -signal.SIGKILL
-    assert snapshot(output) == before  # the previous run, exactly
+def killed_then_checked(spark, data: Path, output: Path, model_file: Path, kill_at: str, before, *options) -> None:
+    """A run with `options`, killed at `kill_at`: both readers see `before` exactly; no new version."""
+    versions = len(history(str(output)))
+    assert orchard_run(data, output, model_file, *options, kill_at=kill_at) == -signal.SIGKILL
+    assert snapshot(output) == before  # the previous version, exactly (delta-rs)
+    assert snapshot(output, spark) == before  # and Spark's Delta reader
+    assert len(history(str(output))) == versions
 
 
 def rerun_and_check(data: Path, output: Path, model_file: Path, rows: int, redone: tuple) -> None:
     """The --update after the kills completes: every path once, (featurized_now, resumed_chunks)
-    as `redone`, no stray data file."""
+    as `redone`, one new version that run.json names."""
+    versions = len(history(str(output)))
     assert orchard_run(data, output, model_file, "--update", "--chunk-images", "4") == 0
     paths = read_features(str(output)).path.tolist()
     assert len(paths) == len(set(paths)) == rows
-    history = json.loads((output / "run.json").read_text())["history"]
-    assert (history[-1]["featurized_now"], history[-1]["resumed_chunks"]) == redone
-    on_disk = {p.relative_to(output).as_posix() for p in (output / "features").glob("*.parquet")}
-    assert on_disk == set(CommitLog(Storage(), str(output)).latest().files["features"])  # strays removed
+    record = json.loads((output / "run.json").read_text())
+    assert (record["history"][-1]["featurized_now"], record["history"][-1]["resumed_chunks"]) == redone
+    assert len(history(str(output))) == versions + 1 == record["table"]["features_version"] + 1
 
 
-def test_killed_updates_leave_the_previous_output_and_a_rerun_completes(first_run, sample_dir, model_file, tmp_path):
-    """The kills chained on one output: at featurize, then a re-run; 6 more images, killed at
-    write, then again at commit, then a re-run."""
+def test_killed_updates_leave_the_previous_output_and_a_rerun_completes(spark, first_run, sample_dir, model_file,
+                                                                        tmp_path):
+    """The kills chained on one output: at start and featurize, then a re-run; 6 more images,
+    killed at write, then again at commit, then a re-run."""
     source, committed = first_run
     data, output = tmp_path / "in", tmp_path / "out"
     shutil.copytree(source, data)
     shutil.copytree(committed, output)
+    update = ("--update", "--chunk-images", "4")
 
     before = snapshot(output)
     make_input(sample_dir, data, 2, start=4)  # 6 new images, in chunks of 4
-    killed_then_checked(data, output, model_file, "featurize", before)
+    killed_then_checked(spark, data, output, model_file, "start", before, *update)
+    killed_then_checked(spark, data, output, model_file, "featurize", before, *update)
     rerun_and_check(data, output, model_file, 18, (2, 1))  # the first chunk (4) was committed: 2 redone
 
     before = snapshot(output)
     make_input(sample_dir, data, 2, start=6)  # 6 more
-    killed_then_checked(data, output, model_file, "write", before)
-    killed_then_checked(data, output, model_file, "commit", before)  # on what the write kill left
+    killed_then_checked(spark, data, output, model_file, "write", before, *update)
+    killed_then_checked(spark, data, output, model_file, "commit", before, *update)  # on what the write kill left
     rerun_and_check(data, output, model_file, 24, (0, 2))  # both chunks were committed: none redone
 
 
-def test_killed_overwrite_keeps_the_old_output(first_run, model_file, tmp_path):
+@pytest.mark.parametrize("kill_at", ["featurize", "commit"])
+def test_a_killed_overwrite_keeps_the_old_output(spark, first_run, model_file, tmp_path, kill_at):
     source, committed = first_run
     output = tmp_path / "out"
     shutil.copytree(committed, output)
     before = snapshot(output)
-    assert orchard_run(source, output, model_file, "--overwrite", kill_at="write") == -signal.SIGKILL
-    assert snapshot(output) == before
+    killed_then_checked(spark, source, output, model_file, kill_at, before, "--overwrite")
     assert orchard_run(source, output, model_file, "--overwrite") == 0
-    commit = CommitLog(Storage(), str(output)).latest()
-    assert [entry["mode"] for entry in commit.history] == ["overwrite"]
+    record = json.loads((output / "run.json").read_text())
+    assert [entry["mode"] for entry in record["history"]] == ["overwrite"]
     assert len(read_features(str(output))) == 12
+    assert len(read_features(str(output), version=0)) == 12  # the replaced run: readable until a vacuum
 
 
-def test_reader_without_a_commit_is_a_clear_error(tmp_path):
-    with pytest.raises(OrchardError, match="no committed run"):
-        committed_files(str(tmp_path))
+def test_a_torn_or_missing_newest_log_entry_never_deletes_committed_data(first_run, sample_dir, model_file, tmp_path):
+    source, committed = first_run
+    data, output = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(source, data)
+    shutil.copytree(committed, output)
+    make_input(sample_dir, data, 1, start=4)
+    assert orchard_run(data, output, model_file, "--update") == 0  # version 1
+    files = sorted(p.name for p in (output / "features").glob("*.parquet"))
+    newest = output / "features" / "_delta_log" / f"{1:020d}.json"
+
+    newest.write_bytes(newest.read_bytes()[:40])  # torn: the first 40 bytes of the commit
+    make_input(sample_dir, data, 1, start=5)
+    code = orchard_run(data, output, model_file, "--update")
+    assert set(files) <= {p.name for p in (output / "features").glob("*.parquet")}  # nothing deleted
+    if code != 0:  # Delta refuses a log it cannot read: one clear message, the data left alone
+        log = (output.parent / f"{output.name}-run-whole.log").read_text()
+        assert "orchard: error:" in log
+
+    for entry in newest.parent.glob(f"*{1:020d}*"):  # missing: the entry and its checksums gone
+        entry.unlink()
+    # the table is its version 0 again, every data file still there
+    assert len(read_features(str(output))) == 12
+    assert orchard_run(data, output, model_file, "--update") == 0
+    assert set(files) <= {p.name for p in (output / "features").glob("*.parquet")}
+    assert len(read_features(str(output)).path.unique()) == 18
+
+
+def test_reader_without_a_table_is_a_clear_error(tmp_path):
+    with pytest.raises(OrchardError, match="no Delta table there"):
+        read_features(str(tmp_path))
 
 
 @pytest.fixture

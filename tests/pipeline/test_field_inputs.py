@@ -13,9 +13,9 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from tests.fixtures.tables import table_of
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,8 @@ def run_cli(root: Path, output: Path, model_file: Path, *extra: str, env=None):
     record = json.loads((output / "run.json").read_text(encoding="utf-8"))  # strict: no NaN
     counts = record["counts"]
     assert counts["featurized"] + counts["errors"] + counts["ignored"] == counts["found"]
-    features = pq.read_table(output / "features").to_pandas()
-    errors = pq.read_table(output / "errors").to_pandas()
+    features = table_of(output, "features").to_pandas()
+    errors = table_of(output, "errors").to_pandas()
     assert len(features) == counts["featurized"] and len(errors) == counts["errors"]
     return record, features.set_index("path"), errors.set_index("path")
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from orchard.errors import OrchardError
-from orchard.pipeline.commit import CommitLog, read_features
 from orchard.pipeline.config import RunConfig
 from orchard.pipeline.run import run_pipeline
-from orchard.storage.fs import Storage
+from orchard.table.delta import OutputTables
+from orchard.table.read import history, read_features
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,8 @@ def make_input(sample_dir: Path, root: Path, per_label: int, start: int = 0) -> 
     return root
 
 
-def features_of(output: Path):
-    frame = read_features(str(output))
+def features_of(output: Path, version=None):
+    frame = read_features(str(output), version=version)
     return {row.path: (np.asarray(row.features), np.asarray(row.pca)) for row in frame.itertuples()}
 
 
@@ -54,11 +54,17 @@ def test_update_matches_a_full_run_and_keeps_the_pca_space(spark, sample_dir, mo
     assert sorted(full) == sorted(after)
     assert max(np.abs(full[p][0] - after[p][0]).max() for p in full) <= 1e-5
     rel_changed = changed.relative_to(data).as_posix()
-    for path, (features, pca) in before.items():  # old rows' pca unchanged (same space)
+    for path, (features, pca) in before.items():  # old rows' pca unchanged (same space), bit for bit
         if path in after and path != rel_changed:
-            assert np.abs(after[path][1] - pca).max() <= 1e-6
+            assert after[path][1].tobytes() == pca.tobytes()
     on_disk = json.loads((output / "run.json").read_text())
     assert [entry["mode"] for entry in on_disk["history"]] == ["full", "update"]
+    versions = history(str(output))
+    assert [(v["version"], v["operation"]) for v in versions] == [(0, "WRITE"), (1, "MERGE")]  # one new version
+    assert on_disk["table"]["features_version"] == 1 and versions[1]["orchard"]["run"]["mode"] == "update"
+    as_of = features_of(output, version=0)  # time travel: the first run's rows, exactly
+    assert sorted(as_of) == sorted(before)
+    assert all(as_of[p][1].tobytes() == before[p][1].tobytes() for p in before)
 
     config.refit_pca = True  # everything re-projected with a new fit: a full run's pca, up to sign
     run_pipeline(config, spark=spark)
@@ -89,8 +95,8 @@ def test_pca_model_from_another_run_and_a_mismatch(spark, sample_dir, model_file
     assert record.pca_k == 3
     from pyspark.ml.feature import PCAModel
 
-    commit = CommitLog(Storage(), str(tmp_path / "a")).latest()
-    model = PCAModel.load(str(tmp_path / "a" / commit.pca_model))
+    state = OutputTables(spark, str(tmp_path / "a")).state()
+    model = PCAModel.load(str(tmp_path / "a" / state.pca_model))
     rows = read_features(str(tmp_path / "b"))
     expected = np.asarray(rows.features.iloc[0], dtype=np.float64) @ model.pc.toArray()
     assert np.abs(expected - np.asarray(rows.pca.iloc[0])).max() <= 1e-3
@@ -127,8 +133,9 @@ def test_a_first_run_in_chunks_gives_the_rows_of_a_run_in_one_go(spark, sample_d
     assert record.history[-1]["new"] == 9 and record.counts.featurized == 9
     a, b = features_of(tmp_path / "whole"), features_of(tmp_path / "chunked")
     assert sorted(a) == sorted(b) and max(np.abs(a[p][0] - b[p][0]).max() for p in a) <= 1e-5
-    staged = tmp_path / "chunked" / "_orchard" / "staged"  # the chunks' files: removed once the run is committed
-    assert not [path for path in staged.rglob("*") if path.is_file()]
+    staged = tmp_path / "chunked" / "_orchard" / "staged"  # the chunks' table: removed once the run is committed
+    assert not staged.exists()
+    assert [v["operation"] for v in history(str(tmp_path / "chunked"))] == ["WRITE"]  # one commit for readers
 
 
 def test_update_chunks_are_sorted_and_sized_and_the_run_puts_back_the_shuffle_setting(spark, sample_dir, model_file,

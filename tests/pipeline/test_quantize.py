@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from orchard.cli import build_parser
@@ -24,6 +23,7 @@ from orchard.pipeline.quantize import (
     spread,
 )
 from orchard.pipeline.run import run_pipeline
+from tests.fixtures.tables import table_of
 
 DEMO_FILES = sorted(DEMO_DIR.rglob("*.jpg"))
 
@@ -135,7 +135,7 @@ def test_a_run_in_int8_records_its_precision_and_int8_model(spark, sample_dir, m
     assert model["quantization"]["calibration_images"] == 12  # the input's images
     assert "the input" in model["quantization"]["calibration"]
     assert record.seconds["quantize"] > 0 and "quantize" in record.stage_started_at
-    features = np.array(pq.read_table(tmp_path / "out" / "features").column("features").to_pylist())
+    features = np.array(table_of(tmp_path / "out", "features").column("features").to_pylist())
     assert features.shape == (12, 1280) and np.isfinite(features).all()
 
 

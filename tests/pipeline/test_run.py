@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from orchard.pipeline.config import RunConfig
@@ -11,6 +10,8 @@ from orchard.pipeline.models import get_spec, onnx_session
 from orchard.pipeline.run import StageTimer, run_pipeline
 from orchard.pipeline.preprocess import preprocess
 from orchard.pipeline.reduce import choose_k
+from orchard.table.read import open_table
+from tests.fixtures.tables import table_of
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def test_counts_reconcile_and_match_the_dataset(sample_run):
     assert on_disk["model"]["sha256"] == get_spec("mobilenet_v2").sha256
     assert set(on_disk["seconds"]) >= {"spark_start", "list", "featurize", "pca_fit", "write_features"}
     assert on_disk["config"]["input"].endswith("fruits-360-sample")
-    assert pq.read_table(output / "errors").num_rows == 0
+    assert table_of(output, "errors").num_rows == 0
 
 
 def test_small_writes_overlap_the_features_write_and_total_is_wall_time(sample_run):
@@ -94,13 +95,14 @@ def test_stage_timer_total_counts_overlapping_stages_once():
 
 def test_schema_paths_labels_and_splits(sample_run):
     output, _ = sample_run
-    table = pq.read_table(output / "features")
+    table = table_of(output, "features")
     assert table.column_names == ["path", "label", "split", "features", "pca", "model", "width", "height",
-                                  "decode_ms", "infer_ms"]
-    # the schema as it was before the Python API: pca not nullable, no column metadata
-    assert table.schema.field("pca").nullable is False and table.schema.field("features").nullable is True
-    spark_schema = json.loads(table.schema.metadata[b"org.apache.spark.sql.parquet.row.metadata"])
-    assert all(field["metadata"] == {} for field in spark_schema["fields"])
+                                  "decode_ms", "infer_ms", "size", "mtime_ms"]
+    # the table's schema (Delta's, every column nullable) has no column metadata (the featurizer's
+    # is dropped), and every row has its pca
+    delta_schema = json.loads(open_table(str(output)).schema().to_json())
+    assert all(field["metadata"] == {} for field in delta_schema["fields"])
+    assert table.column("pca").null_count == 0 and table.column("size").null_count == 0
     frame = table.select(["path", "label", "split", "width"]).to_pandas()
     assert frame["path"].is_unique and len(frame) == 1920
     assert "Training/Apple Braeburn/0_100.jpg" in set(frame["path"])  # real spaces, not %20
@@ -112,7 +114,7 @@ def test_schema_paths_labels_and_splits(sample_run):
 
 def test_features_equal_a_direct_onnx_runtime_run(sample_run, sample_dir, model_file):
     output, _ = sample_run
-    frame = pq.read_table(output / "features", columns=["path", "features"]).to_pandas()
+    frame = table_of(output, "features", columns=["path", "features"]).to_pandas()
     chosen = frame.sort_values("path").iloc[::48]  # 40 images across classes and splits
     spec = get_spec("mobilenet_v2")
     pixels = [preprocess((sample_dir / path).read_bytes()).array for path in chosen["path"]]
@@ -129,7 +131,7 @@ def test_pca_k_is_the_smallest_reaching_the_target(sample_run):
     ratios = pca["explained_variance_ratios"]
     assert pca["k"] == choose_k(ratios, 0.95)
     assert sum(ratios[: pca["k"]]) >= 0.95 > sum(ratios[: pca["k"] - 1])
-    lengths = {len(v) for v in pq.read_table(output / "features", columns=["pca"]).column("pca").to_pylist()}
+    lengths = {len(v) for v in table_of(output, "features", columns=["pca"]).column("pca").to_pylist()}
     assert lengths == {pca["k"]}
     assert (output / "pca_scree.png").read_bytes().startswith(b"\x89PNG")
 
@@ -141,7 +143,7 @@ def test_saved_pca_model_reproduces_the_pca_column(sample_run, spark):
 
     output, _ = sample_run
     model = PCAModel.load(str(output / "pca_model"))
-    table = spark.read.parquet(str(output / "features")).limit(50)
+    table = spark.read.format("delta").load(str(output / "features")).limit(50)
     again = project(table.withColumnRenamed("pca", "pca_written"), model).toPandas()
     written, recomputed = np.stack(again["pca_written"]), np.stack(again["pca"])
     assert np.abs(written - recomputed).max() <= 1e-4
@@ -184,6 +186,6 @@ def test_original_size_images(spark, model_file, tmp_path):
                        model_path=str(model_file), pca_k=5)
     record = run_pipeline(config, spark=spark)
     assert record.counts.featurized == 100 and record.counts.errors == 0
-    frame = pq.read_table(output / "features", columns=["label", "split", "width", "height"]).to_pandas()
+    frame = table_of(output, "features", columns=["label", "split", "width", "height"]).to_pandas()
     assert frame["label"].nunique() == 10 and set(frame["split"]) == {"Training"}
     assert frame["width"].nunique() > 50 and frame["width"].max() > 448

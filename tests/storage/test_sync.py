@@ -86,9 +86,13 @@ def test_hidden_files_are_left_out_and_counted(tmp_path):
     (data / "Training" / "_SUCCESS").write_bytes(b"")
     (data / "_tmp").mkdir()
     (data / "_tmp" / "a.jpg").write_bytes(b"x")
+    (data / "features" / "_delta_log").mkdir(parents=True)  # an output's Delta log: copied, its checksums not
+    (data / "features" / "_delta_log" / "00000000000000000000.json").write_text("{}")
+    (data / "features" / "_delta_log" / ".00000000000000000000.json.crc").write_bytes(b"x")
     files, hidden = local_files(data)
-    assert len(files) == 12 and hidden == 3
+    assert len(files) == 13 and hidden == 4
     assert files[0].name == "Test/Apple Braeburn/0_100.jpg"
+    assert "features/_delta_log/00000000000000000000.json" in {f.name for f in files}
     only_hidden = tmp_path / "hidden"
     only_hidden.mkdir()
     (only_hidden / ".x").write_bytes(b"x")

@@ -1,14 +1,17 @@
 """A classifier on orchard's features: which fruit is this? (Spark MLlib logistic regression)."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from orchard.errors import OrchardError
+from orchard.table.delta import read_table
 
 
 def evaluate_features(spark, features_uri: str, column: str = "pca",
-                      train_split: str = "Training", test_split: str = "Test") -> Dict[str, Any]:
-    """Train a logistic regression on `column` of the train split; accuracy on the test split."""
+                      train_split: str = "Training", test_split: str = "Test",
+                      version: Optional[int] = None) -> Dict[str, Any]:
+    """Train a logistic regression on `column` of the train split of the features table at
+    `features_uri` (its `version`, default the newest); accuracy on the test split."""
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
@@ -16,7 +19,7 @@ def evaluate_features(spark, features_uri: str, column: str = "pca",
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import functions as F
 
-    table = spark.read.parquet(features_uri).where(F.col(column).isNotNull())
+    table = read_table(spark, features_uri, version).where(F.col(column).isNotNull())
     table = table.withColumn("x", array_to_vector(column)).cache()
     train = table.where(F.col("split") == train_split)
     test = table.where(F.col("split") == test_split)

@@ -29,7 +29,8 @@ def model_card(metrics: Dict[str, Any]) -> str:
         "",
         "## Data and provenance",
         "",
-        f"- run: `{run['uri']}` (Spark app {run['app_id']}, started {run['started_at']})",
+        f"- run: `{run['uri']}`, features table version {run.get('table_version')} (Spark app "
+        f"{run['app_id']}, started {run['started_at']})",
         f"- backbone sha256: `{backbone['sha256']}`",
         f"- trained on `{metrics['on']}` of {metrics['rows']['train']} `{metrics['splits']['train']}` images, "
         f"{metrics['trained_at']}, orchard {metrics['orchard_version']}",

@@ -25,6 +25,7 @@ from orchard.classify.export import Classifier, fruit_model
 from orchard.classify.names import CONFUSION_PNG, METRICS_FILE, MODEL_CARD, ONNX_FILE, SPARK_MODEL_DIR
 from orchard.errors import OrchardError
 from orchard.names import FEATURES_DIR, PCA_MODEL_DIR, RUN_RECORD
+from orchard.table.delta import OutputTables, read_table
 from orchard.paths import file_digest, is_local_uri, local_path
 from orchard.pipeline.models import resolve_model
 
@@ -51,6 +52,7 @@ class TrainConfig:
     max_iter: int = 300
     min_images: int = 5  # classes with fewer training images are left out, and reported
     model_path: Optional[str] = None  # the backbone's ONNX file (default: found like `orchard run`)
+    as_of: Optional[int] = None  # the features table's version trained on (default: the newest)
     overwrite: bool = False
     seed: int = 42
 
@@ -118,7 +120,11 @@ def train(spark, config: TrainConfig) -> TrainResult:
                            f"{record['model']['sha256']}: pass that file with --model-path")
     prepare_output(output, config.overwrite)
 
-    table = spark.read.parquet(f"{run_uri}/{FEATURES_DIR}")
+    state = OutputTables(spark, run_uri).state(version=config.as_of)
+    if state is None:
+        raise OrchardError(f"{config.run} has no features table ({run_uri}/{FEATURES_DIR}/_delta_log)")
+    table = read_table(spark, f"{run_uri}/{FEATURES_DIR}", state.version)
+    pca_uri = f"{run_uri}/{state.pca_model or PCA_MODEL_DIR}"
     if config.on not in table.columns:
         raise OrchardError(f"the run's features have no column {config.on!r}")
     rows = table.where(F.col(config.on).isNotNull()).select(
@@ -145,9 +151,9 @@ def train(spark, config: TrainConfig) -> TrainResult:
         from pyspark.ml.feature import PCAModel
 
         try:
-            pc = PCAModel.load(f"{run_uri}/{PCA_MODEL_DIR}").pc.toArray().astype(np.float64)
+            pc = PCAModel.load(pca_uri).pc.toArray().astype(np.float64)
         except Exception as error:  # py4j: missing or unreadable
-            raise OrchardError(f"could not load the run's PCA model {run_uri}/{PCA_MODEL_DIR} "
+            raise OrchardError(f"could not load the run's PCA model {pca_uri} "
                                f"({str(error).splitlines()[0]}); train with --on features instead") from None
     classifier = Classifier(classes=kept, coefficients=fitted.model.coefficientMatrix.toArray().astype(np.float64),
                             intercepts=fitted.model.interceptVector.toArray().astype(np.float64), pc=pc)
@@ -155,6 +161,7 @@ def train(spark, config: TrainConfig) -> TrainResult:
         "orchard_version": __version__,
         "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "run": run_uri,
+        "table_version": state.version,
         "on": config.on,
         "dim": int(classifier.coefficients.shape[1]),
         "splits": {"train": config.split, "test": config.test_split},
@@ -167,10 +174,10 @@ def train(spark, config: TrainConfig) -> TrainResult:
         "confusion_png": CONFUSION_PNG,
     }
     provenance = {
-        "run": {"uri": run_uri, "app_id": record.get("spark", {}).get("app_id"),
+        "run": {"uri": run_uri, "table_version": state.version, "app_id": record.get("spark", {}).get("app_id"),
                 "started_at": record.get("started_at"), "counts": record.get("counts")},
         "backbone": {"name": spec.name, "sha256": backbone_sha, "feature_dim": spec.feature_dim},
-        "pca": ({"uri": f"{run_uri}/{PCA_MODEL_DIR}", "k": int(pc.shape[1]),
+        "pca": ({"uri": pca_uri, "k": int(pc.shape[1]),
                  "explained_variance": record.get("pca", {}).get("explained_variance")} if pc is not None else None),
         "training": {"on": config.on, "split": config.split, "reg_param": fitted.summary["best_reg_param"],
                      "rows": metrics["rows"]["train"], "orchard_version": __version__,

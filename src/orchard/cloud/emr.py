@@ -219,6 +219,9 @@ def spark_defaults(spec: ClusterSpec) -> Dict[str, str]:
 def configurations(spec: ClusterSpec) -> List[Dict[str, Any]]:
     found = [
         {"Classification": "spark-defaults", "Properties": spark_defaults(spec)},
+        # the cluster's own Delta Lake on Spark's classpath (EMR release guide, "Delta Lake":
+        # delta-defaults, delta.enabled); orchard's sessions add its SQL extension and catalog
+        {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}},
         {"Classification": "spark-env", "Properties": {}, "Configurations": [
             {"Classification": "export", "Properties": {
                 "PYSPARK_PYTHON": NODE_PYTHON, "PYSPARK_DRIVER_PYTHON": NODE_PYTHON}},

@@ -13,6 +13,7 @@ from orchard.names import DEFAULT_MODEL
 from orchard.paths import file_digest
 from orchard.pipeline.models import PACKAGED_DIR, resolve_model
 from orchard.spark import maven
+from orchard.spark.delta import delta_set
 from orchard.spark.session import MIN_JAVA, check_java
 
 HELP = ("check the install: Java, Spark starts, native BLAS, model checksum, free memory, "
@@ -152,9 +153,9 @@ def jar_set_lines(jar_set: maven.JarSet, every_jar: bool = False) -> List[Check]
 
 
 def jar_lines(every_jar: bool = False) -> List[Check]:
-    """The lines of every jar set the local cluster uses."""
+    """The lines of every jar set: Delta Lake's (every Spark session), the local cluster's."""
     try:
-        sets = localdeps.jar_sets()
+        sets = [delta_set(), *localdeps.jar_sets()]
     except OrchardError as error:
         return [Check("jars", WARN, str(error))]
     return [line for jar_set in sets for line in jar_set_lines(jar_set, every_jar)]

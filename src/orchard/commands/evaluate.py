@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("run", metavar="RUN", help="output folder of `orchard run`")
     parser.add_argument("--column", default="pca", choices=("pca", "features"),
                         help="feature column to train on (default pca)")
+    parser.add_argument("--as-of", type=int, metavar="VERSION",
+                        help="that version of the features table (`orchard history RUN`; default: the newest)")
     parser.add_argument("--master", default=DEFAULT_MASTER, help=f"Spark master (default {DEFAULT_MASTER})")
     parser.set_defaults(func=evaluate_command)
 
@@ -26,7 +28,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     spark = start_spark(args.master, app_name="orchard-evaluate")
     try:
-        result = evaluate_features(spark, f"{args.run.rstrip('/')}/{FEATURES_DIR}", args.column)
+        result = evaluate_features(spark, f"{args.run.rstrip('/')}/{FEATURES_DIR}", args.column,
+                                   version=args.as_of)
     finally:
         stop_spark(spark)
     print(json.dumps(result, indent=2))

@@ -8,6 +8,7 @@ from typing import Any, Dict
 from orchard.local import deps as localdeps
 from orchard.local.cluster import LocalCluster
 from orchard.spark import maven
+from orchard.spark.delta import delta_set
 
 HELP = "start, inspect or stop the local cluster (Spark standalone + SeaweedFS S3 [+ HDFS])"
 EPILOG = """\
@@ -17,7 +18,7 @@ examples:
   orchard push ../shared/data/fruits-360-sample s3://fruits/sample --profile local
   orchard run --input s3://fruits/sample --output s3://fruits/runs/1 --profile local
   orchard local down
-  orchard local fetch                     # only fetch what `up` needs (SeaweedFS, s3a and HDFS jars)
+  orchard local fetch                     # only fetch what `up` needs (SeaweedFS; Delta, s3a and HDFS jars)
 state: $ORCHARD_STATE_DIR (default ~/.local/state/orchard/local); downloads: $ORCHARD_CACHE_DIR.
 """
 
@@ -123,7 +124,7 @@ def down_command(args: argparse.Namespace) -> int:
 def fetch_command(args: argparse.Namespace) -> int:
     """Fetch SeaweedFS and every jar set (no-op for what is cached); one line each."""
     print(f"seaweedfs  {localdeps.weed_binary()}")
-    for jar_set in localdeps.jar_sets():
+    for jar_set in [delta_set(), *localdeps.jar_sets()]:
         jars = maven.resolve(jar_set)
         size = sum(jar.path.stat().st_size for jar in jars) / 2**20
         print(f"{jar_set.name:<10} {', '.join(jar_set.artifacts)}: {len(jars)} jars, {size:.0f} MiB")

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("--model-path", metavar="FILE",
                         help="the backbone's ONNX file (default: found as `orchard run` finds it; its "
                              "sha256 must be the run's)")
+    parser.add_argument("--as-of", type=int, metavar="VERSION",
+                        help="train on this version of the run's features table (`orchard history RUN`; "
+                             "default: the newest)")
     parser.add_argument("--master", default=DEFAULT_MASTER, help=f"Spark master (default {DEFAULT_MASTER})")
     parser.add_argument("--overwrite", action="store_true", help="replace MODEL_DIR if it exists")
     parser.set_defaults(func=train_command)
@@ -54,7 +57,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     config = TrainConfig(run=args.run, output=args.output, on=args.on, split=args.split,
                          test_split=args.test_split, reg_params=args.reg_params, folds=args.folds,
-                         min_images=args.min_images, model_path=args.model_path, overwrite=args.overwrite)
+                         min_images=args.min_images, model_path=args.model_path, as_of=args.as_of,
+                         overwrite=args.overwrite)
     config.validate()
     spark = start_spark(args.master, app_name="orchard-train")
     try:

@@ -1,6 +1,7 @@
-"""Runs that grow: what changed since the last commit, chunked featurizing, the live view.
+"""Runs that grow: what changed since the last commit, chunked featurizing, the PCA model kept.
 
-All bookkeeping is Spark DataFrames (joins of the listed files against the committed index),
+All bookkeeping is Spark DataFrames (joins of the listed files against the committed index:
+the path, size and mtime_ms of the tables' rows),
 never per-file Python lists on the driver: a chunk's paths (at most `chunk_images`) are the
 largest list the driver holds.
 """
@@ -12,9 +13,9 @@ from typing import Dict, Iterator, List, Optional
 
 from orchard.errors import OrchardError
 from orchard.names import PCA_MODEL_DIR
-from orchard.pipeline.commit import Commit, CommitLog
 from orchard.pipeline.load import Listing, arrow_frame
-from orchard.storage.fs import Storage, join
+from orchard.storage.fs import join
+from orchard.table.delta import OutputTables, TableState
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,6 @@ def listed_files(spark, listing: Listing):
     Sent to Spark in bounded slices (load.arrow_frame).
     """
     return arrow_frame(spark, listing.readable_table, INDEX_SCHEMA)
-
-
-def read_parquet(spark, log_: CommitLog, names: List[str], schema: str):
-    """The rows of the committed Parquet files `names` (relative), or an empty frame of `schema`."""
-    if not names:
-        return spark.createDataFrame([], schema)
-    return spark.read.parquet(*[log_.child(name) for name in names])
 
 
 def compare(listed, known) -> Changes:
@@ -113,45 +107,29 @@ def chunks(todo, n_todo: int, chunk_images: int) -> Iterator[List[str]]:
         yield chunk
 
 
-def write_parts(frame, storage: Storage, log_: CommitLog, folder: str, options: Optional[Dict[str, str]] = None,
-                mode: str = "append") -> List[str]:
-    """Write `frame` as new Parquet files in `folder` (relative); their relative names.
-
-    Spark names each file with its job's UUID: the files of earlier commits are never touched.
-    """
-    before = {info.name for info in storage.list(log_.child(folder))}
-    frame.write.mode(mode).options(**(options or {})).parquet(log_.child(folder))
-    return sorted(f"{folder}/{info.name}" for info in storage.list(log_.child(folder))
-                  if info.name not in before and info.name.endswith(".parquet") and "/" not in info.name)
+def pca_model_name(tables: OutputTables, run_id: str) -> str:
+    """Folder for a new PCA model: pca_model/ when free, else pca_model-<run id>/ (each fit
+    kept: the table's older versions name theirs)."""
+    free = not tables.storage.exists(tables.table_uri(PCA_MODEL_DIR))
+    return PCA_MODEL_DIR if free else f"{PCA_MODEL_DIR}-{run_id}"
 
 
-def files_holding(frame_with_file, paths_frame) -> List[str]:
-    """Names of the files (column `_file`) holding a row whose path is in `paths_frame`."""
-    hits = frame_with_file.join(paths_frame, "path", "left_semi").select("_file").distinct().collect()
-    return sorted(row["_file"] for row in hits)
-
-
-def pca_model_name(storage: Storage, log_: CommitLog, run_id: str) -> str:
-    """Folder for a new PCA model: pca_model/ when free, else pca_model-<run id>/."""
-    return PCA_MODEL_DIR if not storage.exists(log_.child(PCA_MODEL_DIR)) else f"{PCA_MODEL_DIR}-{run_id}"
-
-
-def load_pca_model(spark, uri: str, feature_dim: int, model_name: str):
-    """A VariancePCAModel from `uri`: an orchard output (its committed PCA model) or a saved
-    Spark PCAModel folder. Raises OrchardError when it is missing, or was fitted on features
+def load_pca_model(spark, uri: str, feature_dim: int, model_name: str, version: Optional[int] = None):
+    """A VariancePCAModel from `uri`: an orchard output (the PCA model its features table names,
+    at `version`, default the newest) or a saved Spark PCAModel folder. Raises OrchardError when it is missing, or was fitted on features
     of another length or of another backbone than `model_name`."""
     from pyspark.ml.feature import PCAModel
 
     from orchard.pipeline.reduce import VariancePCAModel, pc_shape
 
-    storage = Storage(spark=spark)
-    root = storage.qualify(uri)
-    other = CommitLog(storage, root).latest()
-    folder, backbone = root, None
+    tables = OutputTables(spark, uri)
+    other = tables.state(version=version)
+    folder, backbone = tables.uri, None
     if other is not None:
         if not other.pca_model:
             raise OrchardError(f"--pca-model {uri}: that output has no committed PCA model")
-        folder, backbone = join(root, other.pca_model), other.model.get("name")
+        folder, backbone = join(tables.uri, other.pca_model), other.model.get("name")
+    storage = tables.storage
     if not storage.exists(join(folder, "metadata")):
         raise OrchardError(f"--pca-model {uri}: no PCA model there (an orchard output or a saved PCAModel folder)")
     if backbone and backbone != model_name:
@@ -166,22 +144,18 @@ def load_pca_model(spark, uri: str, feature_dim: int, model_name: str):
                             {"model": backbone or model_name, "dim": feature_dim})
 
 
-def base_commit(previous: Optional[Commit], growing: bool) -> Optional[Commit]:
-    """The committed run an update builds on (None: a full run)."""
-    return previous if growing and previous is not None and previous.complete else None
-
-
-def check_same_model(base: Optional[Commit], model: Dict[str, object]) -> None:
+def check_same_model(base: Optional[TableState], model: Dict[str, object]) -> None:
     """Raise OrchardError when an update would mix features of two models: `model` (name,
     sha256, input (preprocessing), output (feature tensor), precision, int8 file sha256)
     differs from the base run's (keys missing on either side are not compared)."""
     if base is None:
         return
+    committed = base.model
     different = [key for key in ("sha256", "input", "output", "precision", "int8_sha256")
-                 if key in base.model and key in model and base.model[key] != model[key]]
+                 if key in committed and key in model and committed[key] != model[key]]
     if different:
-        was = ", ".join(f"{key} {base.model[key]}" for key in different)
+        was = ", ".join(f"{key} {committed[key]}" for key in different)
         now = ", ".join(f"{key} {model[key]}" for key in different)
-        raise OrchardError(f"the output was featurized with {base.model.get('name')} ({was}); this run uses "
+        raise OrchardError(f"the output was featurized with {committed.get('name')} ({was}); this run uses "
                            f"{model.get('name')} ({now}): an update must use the same model and "
                            f"preprocessing (or pass --overwrite)")

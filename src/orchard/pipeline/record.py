@@ -8,14 +8,15 @@ from typing import Any, Dict, List
 
 @dataclass
 class RunCounts:
-    """Files of a run; they always reconcile: found = featurized + errors + ignored and
-    images = featurized + errors."""
+    """Files of a run; they always reconcile: found = featurized + errors + ignored + forgotten
+    and images = featurized + errors + forgotten."""
 
     found: int  # every file below the input root (hidden `_x`/`.x` names aside)
     images: int  # files with an image extension
     featurized: int  # rows of features/
     errors: int  # rows of errors/ (each with a reason)
     ignored: int  # files without an image extension (listed in ignored_files)
+    forgotten: int = 0  # images skipped because `orchard forget` removed them (same path, size, mtime)
 
 
 @dataclass
@@ -51,6 +52,8 @@ class RunRecord:
     # overwrite, update), file counts new / changed / removed / unchanged, featurized_now,
     # model_sha256, pca_model (its folder), pca_refit
     history: List[Dict[str, Any]] = field(default_factory=list)
+    # the Delta table versions this run committed: features_version, errors_version
+    table: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def pca_k(self) -> int:

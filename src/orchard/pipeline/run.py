@@ -1,4 +1,4 @@
-"""The whole chain: list -> read -> preprocess + featurize -> PCA -> Parquet + run.json."""
+"""The whole chain: list -> read -> preprocess + featurize -> PCA -> Delta tables + run.json."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -17,26 +18,22 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from orchard import __version__, names
 from orchard.errors import OrchardError
 from orchard.names import ERRORS_DIR, FEATURES_DIR, RUN_RECORD, SCREE_PLOT, STAGE_PROPERTY
-from orchard.pipeline.commit import INDEX_DIR, STAGED_DIR, Commit, CommitLog, kill_point, new_run_id
 from orchard.pipeline.config import DEFAULT_MASTER, RunConfig, arrow_batch_rows
 from orchard.pipeline.grow import (
     INDEX_SCHEMA,
     Changes,
-    base_commit,
     bookkeeping_partitions,
     check_same_model,
     chunks,
     compare,
     default_chunk_images,
-    files_holding,
     first_run_chunks,
     listed_files,
     load_pca_model,
     pca_model_name,
-    read_parquet,
     to_do,
-    write_parts,
 )
+from orchard.pipeline.killpoints import kill_point, new_run_id
 from orchard.pipeline.load import (
     EMPTY_FILE_REASON,
     LOCATION_COLUMN,
@@ -54,20 +51,29 @@ from orchard.pipeline.write import (
     Output,
     check_local_input,
     check_local_output,
-    parquet_options,
     scree_plot_png,
 )
 from orchard.spark.eventlog import event_log_conf, event_log_of
 from orchard.spark.gateway import java_error_messages
 from orchard.spark.progress import featurize_progress
 from orchard.spark.session import create_session, executor_task_counts, stop_session
+from orchard.table.delta import (
+    ERRORS_SCHEMA,
+    FORGOTTEN_TABLE,
+    INDEX_COLUMNS,
+    STAGED_TABLE,
+    OutputTables,
+    TableState,
+)
 
 if TYPE_CHECKING:  # imported when a run needs them (pyspark.ml, pandas: ~1 s), while the input is listed
     from orchard.pipeline.reduce import VariancePCAModel
 
 log = logging.getLogger(__name__)
 
-FEATURE_COLUMNS = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms")
+FEATURE_COLUMNS = ("path", "label", "split", "features", "pca", "model", "width", "height", "decode_ms", "infer_ms",
+                   "size", "mtime_ms")
+ERROR_COLUMNS = ("path", "label", "split", "error", "size", "mtime_ms")
 UNREAD_FILE_REASON = "listed but not read by Spark (removed or unreadable during the run)"
 
 
@@ -144,6 +150,17 @@ def run_pipeline(config: RunConfig, spark=None, spark_conf: Optional[Dict[str, s
     try:
         return _run(config, spark, config.spark_conf if spark_conf is None else spark_conf)
     except Exception as error:
+        conflict = delta_conflict(error)
+        if conflict:
+            raise OrchardError(
+                f"another writer committed to {config.output} while this run was writing (Delta: {conflict}): this "
+                f"run's features were not committed (its chunks are staged); run it again with --update") from None
+        unreadable = unreadable_log(error)
+        if unreadable:
+            raise OrchardError(
+                f"cannot read the Delta log of {config.output} ({unreadable}): this run wrote nothing, and no "
+                f"committed data file was touched; repair the log entry named (restore it, or delete the newest "
+                f"entry to go back one version) and run again") from None
         if disk_full(error):
             raise OrchardError(
                 f"no space left on the device of {config.output}: the run stopped before its commit, so the "
@@ -154,6 +171,28 @@ def run_pipeline(config: RunConfig, spark=None, spark_conf: Optional[Dict[str, s
         started = SparkSession.getActiveSession() if owns_session else None
         if started is not None:
             stop_session(started)  # also ends the JVM: the event log is complete on return
+
+
+DELTA_CONFLICT = re.compile(r"\b(Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException)\b")
+
+
+def delta_conflict(error: BaseException) -> Optional[str]:
+    """The name of Delta's conflict exception when `error` is one (another transaction committed
+    first: Delta's optimistic concurrency control, "Concurrency control" in Delta's docs), else None."""
+    for message in [str(error), *java_error_messages(error)]:
+        match = DELTA_CONFLICT.search(message)
+        if match:
+            return match.group(1)
+    return None
+
+
+def unreadable_log(error: BaseException) -> Optional[str]:
+    """The first Java message naming a `_delta_log/` file when `error` is a failure to read a
+    table's Delta log (a torn or corrupt entry), else None."""
+    for message in java_error_messages(error) or [str(error)]:
+        if "_delta_log/" in message and "Exception" in message:
+            return message.splitlines()[0][:400]
+    return None
 
 
 def disk_full(error: BaseException) -> bool:
@@ -191,30 +230,32 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
     # the run's own jobs in a child session (the caller's settings untouched): small bookkeeping shuffles
     spark = child_session(spark, {"spark.sql.shuffle.partitions": str(bookkeeping_partitions(cores))})
     output = Output(spark, config.output)
-    commits = CommitLog(output.storage, output.uri)
-    previous = commits.latest()
+    tables = OutputTables(spark, output.uri, output.storage)
+    tables.check_format()
+    previous = tables.state()
     output.prepare(config.overwrite or growing)
-    if previous is not None:  # a killed run's leftovers (files no commit names)
-        commits.remove_strays(previous)
+    kill_point("start")
     run_id = new_run_id()
-    base = base_commit(previous, growing)
+    base = previous if growing else None
     check_same_model(base, model_info)
-    staged = list(previous.staged) if growing and previous is not None else []
-    resumed = len(staged)
+    staged = _staged_table(tables, growing, model_info)
+    resumed = staged["chunks"] if staged else 0
     with timer.stage(names.STAGE_LIST):
         listing = list_input(spark, config.input)
-        listed = listed_files(spark, listing).persist()
-        first = not base and not staged  # a first run: everything readable is to do, no Spark job needed
+        listed, n_forgotten = _without_forgotten(tables, listed_files(spark, listing))
+        listed = listed.persist()
+        # a first run: everything readable is to do, no Spark job needed
+        first = base is None and staged is None and not n_forgotten
         known = todo = None
         if first:
             changes, n_todo = Changes(new=listing.n_readable), listing.n_readable
         else:
-            base_index = read_parquet(spark, commits, base.files["index"] if base else [], INDEX_SCHEMA)
+            base_index = committed_index(tables, base.version) if base else spark.createDataFrame([], INDEX_SCHEMA)
             known = base_index
             if staged:  # a killed run's chunks: their files are done, unless changed since
-                staged_index = read_parquet(spark, commits, staged, None).select("path", "size", "mtime_ms")
+                staged_index = staged["rows"].select(*INDEX_COLUMNS)
                 known = base_index.join(staged_index.select("path"), "path", "left_anti").unionByName(staged_index)
-            changes = compare(listed, base_index) if base else Changes(new=listing.n_readable)
+            changes = compare(listed, base_index) if base else Changes(new=listing.n_readable - n_forgotten)
             todo = to_do(listed, known).persist()
             n_todo = todo.count()
         chunk_images = config.chunk_images or default_chunk_images(cores)
@@ -232,19 +273,24 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
             int8 = featurizer.quantize(listing_calibration(spark, listing, paths=calibration_paths))
         model_info.update(int8_sha256=int8.sha256, calibration_paths=list(int8.calibration.paths))
         check_same_model(base, model_info)
-    single = first and n_todo <= chunk_images  # a first run in one go: no staging
+    in_one_go = n_todo <= chunk_images  # one featurize job, written with the tables: no staging
+    single = first and in_one_go  # every listed image read once: the read count alone reconciles
     warming = _in_background(_load_projection_classes, spark)  # while the images are featurized
     with timer.stage(names.STAGE_FEATURIZE), featurize_progress(spark.sparkContext, n_todo):
         log.info("featurizing %d of %d images in %d partitions on %d cores (%s)", n_todo, listing.n_images,
-                 partitions, cores, "one chunk" if single else f"chunks of {chunk_images}")
-        if single:
-            featurized = _featurized(spark, featurizer, listing, partitions)
-            featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
+                 partitions, cores, "one chunk" if in_one_go else f"chunks of {chunk_images}")
+        if in_one_go:
+            featurized = _featurized_in_one_go(spark, featurizer, listing, listed, todo if not first else None,
+                                               n_todo, partitions)
+            if staged:  # a killed run's chunks, still true of the files
+                old = _staged_rows(tables, listed)
+                featurized = old if featurized is None else featurized.unionByName(old)
         else:
             paths = first_run_chunks(listing, chunk_images) if first else chunks(todo, n_todo, chunk_images)
-            previous = _featurize_in_chunks(spark, featurizer, listing, listed, paths, commits, previous, run_id,
-                                            staged, partitions)
-            featurized = _staged_rows(spark, commits, staged, listed)
+            _featurize_in_chunks(spark, featurizer, listing, listed, paths, tables,
+                                 {"run_id": run_id, "model": model_info}, partitions)
+            featurized = _staged_rows(tables, listed)
+        featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK) if featurized is not None else None
         stats = _featurize_stats(featurized)
         kill_point("featurize")
 
@@ -254,49 +300,46 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         errors = error_rows(featurized, listing, unread)
     ok = featurized.where(F.col("error").isNull()).drop("error") if featurized is not None else None
     n_featurized = int(stats["featurized"])
-    kept = _kept_rows(spark, commits, base, listed) if base else None
+    kept = _kept_rows(tables, base, listed) if base else None
     warming.exception()  # waits (done long ago); a failed warm-up only means the projection loads them itself
     with timer.stage(names.STAGE_PCA_FIT):
-        pca, pca_name, refit = _pca_for(spark, config, commits, output, base, ok, n_featurized, kept, spec,
-                                        model_sha, run_id)
+        pca, pca_name, refit = _pca_for(spark, config, tables, base, ok, n_featurized, kept, spec, model_sha, run_id)
     total_ok = n_featurized + (kept["count"] if kept else 0)
+    entry = {"run_id": run_id, "started_at": started_at.isoformat(timespec="seconds"),
+             "mode": "update" if base else ("overwrite" if previous is not None and config.overwrite else "full"),
+             **changes.to_dict(), "featurized_now": n_todo, "resumed_chunks": resumed,
+             "model_sha256": model_sha, "pca_model": pca_name, "pca_refit": bool(refit)}
+    metadata = {"operation": "run", "run_id": run_id, "orchard_version": __version__, "model": model_info,
+                "pca_model": pca_name, "run": entry}
+    kill_point("write")
     with timer.stage(names.STAGE_WRITE_FEATURES):
-        feature_files, table = _features_table(spec, pca, ok, kept, refit)
-        # the scree plot (~1 s of matplotlib, holding the GIL) is drawn while Spark writes; only
-        # once the plan above is built, whose many py4j calls would each wait for the GIL
+        upserts, deletes, replace = _features_change(spec, pca, ok, kept, refit)
+        # the scree plot (~1 s of matplotlib, holding the GIL) is drawn while Spark writes
         scree = _in_background(scree_plot_png, pca.explainedVariance, pca.k, config.pca_variance,
                                f"PCA of {spec.name} features ({total_ok} images)") if pca and refit else None
-        # the errors and the index, and the PCA model (small jobs, mostly driver work), written
-        # by two more threads while the features are: their tasks take a core as one frees
-        small = [_in_background(_write_errors_and_index, timer, spark, output, commits,
-                                kept["errors"].unionByName(errors) if kept else errors,
-                                listed.join(unread, "path", "left_anti") if unread is not None else listed),
+        # the errors table and the PCA model (small jobs, mostly driver work) in two threads, both
+        # before the features' commit, which names the model
+        new_errors = errors.join(F.broadcast(_index_of_read(listed, unread)), "path", "left")
+        small = [_in_background(_write_errors, timer, tables, kept["errors"].unionByName(new_errors) if kept
+                                else new_errors, metadata),
                  _in_background(_write_pca_model, timer, pca.pcaModel if pca and refit else None,
-                                output.child(pca_name) if pca and refit else "")]
-        try:
-            if table is not None:  # one wave of tasks, one file per core: fewer, larger files, faster than two
-                feature_files += write_parts(table.coalesce(cores), output.storage, commits, FEATURES_DIR,
-                                             parquet_options(table))
-        except BaseException:
-            for writing in small:
-                writing.exception()  # let the small writes end before the error goes up
-            raise
-    (error_files, n_errors, index_files), _ = [writing.result() for writing in small]
+                                tables.table_uri(pca_name) if pca and refit else "")]
+        (n_errors, errors_version), _ = [writing.result() for writing in small]
+        kill_point("commit")
+        if replace:
+            tables.overwrite(FEATURES_DIR, upserts.coalesce(cores), metadata)
+        else:
+            tables.merge(FEATURES_DIR, upserts, deletes, metadata)
+        features_version = tables.state_version(FEATURES_DIR)
     if featurized is not None:
         featurized.unpersist()
-    kill_point("write")
 
     counts = RunCounts(found=listing.found, images=listing.n_images, featurized=total_ok,
-                       errors=int(n_errors), ignored=listing.ignored_count)
-    if counts.featurized + counts.errors + counts.ignored != counts.found:
+                       errors=int(n_errors), ignored=listing.ignored_count, forgotten=n_forgotten)
+    if counts.featurized + counts.errors + counts.ignored + counts.forgotten != counts.found:
         raise OrchardError(f"internal: counts do not reconcile: {counts}")
-    history = list(base.history) if base else []
-    history.append({
-        "run_id": run_id, "started_at": started_at.isoformat(timespec="seconds"),
-        "mode": "update" if base else ("overwrite" if previous is not None and config.overwrite else "full"),
-        **changes.to_dict(), "featurized_now": n_todo, "resumed_chunks": resumed,
-        "model_sha256": model_sha, "pca_model": pca_name, "pca_refit": bool(refit),
-    })
+    history = ([e["orchard"]["run"] for e in base.history if e["orchard"] and e["orchard"].get("run")]
+               if base else []) + [entry]
     record = RunRecord(
         orchard_version=__version__,
         started_at=started_at.isoformat(timespec="seconds"),
@@ -320,44 +363,90 @@ def _run(config: RunConfig, spark, spark_conf: Dict[str, str]) -> RunRecord:
         versions=_versions(),
         config=config.to_dict(),
         history=history,
+        table={"features_version": features_version, "errors_version": errors_version},
     )
-    extra = [RUN_RECORD] + ([SCREE_PLOT] if pca and (refit or output.storage.exists(output.child(SCREE_PLOT)))
-                            else [])
-    commit = Commit(run_id=run_id, complete=True,
-                    files={FEATURES_DIR: feature_files, ERRORS_DIR: error_files, "index": index_files},
-                    pca_model=pca_name, model=model_info, history=history, extra_files=extra)
     plot = scree.result() if scree is not None else None
-    kill_point("commit")
-    commits.write(commit, previous)
-    output.write_json(RUN_RECORD, record.to_dict())  # run.json and the plot: written after the commit
+    # run.json names the table version it describes: a kill before this line leaves the previous
+    # run's record, naming the previous version (`orchard history` reads the tables themselves)
+    output.write_json(RUN_RECORD, record.to_dict())
     if plot is not None:
         output.write_bytes(SCREE_PLOT, plot)
-    commits.remove_strays(commit)  # the replaced run's files, once the new one is committed
     listed.unpersist()
     if todo is not None:
         todo.unpersist()
-    log.info("featurized %d images (%d now), %d errors, %d ignored -> %s",
-             total_ok, n_featurized, counts.errors, counts.ignored, output.uri)
+    tables.remove(STAGED_TABLE)  # the chunks are in the committed table now (and no cached plan reads them)
+    log.info("featurized %d images (%d now), %d errors, %d ignored -> %s (features version %d)",
+             total_ok, n_featurized, counts.errors, counts.ignored, output.uri, features_version)
     return record
 
 
-def _featurize_in_chunks(spark, featurizer, listing, listed, path_chunks: Iterator[List[str]], commits: CommitLog,
-                         previous: Optional[Commit], run_id: str, staged: List[str], partitions: int) -> Optional[Commit]:
-    """Featurize each chunk of paths; each chunk is written under _orchard/staged/ (its rows
-    with the listed size and mtime_ms) and named by a new in-progress commit, so that a killed
-    run loses at most the chunk in flight. Appends to `staged`; returns the last commit."""
+def _without_forgotten(tables: OutputTables, listed) -> Tuple[Any, int]:
+    """(`listed` without the files `orchard forget` removed (same path, size and mtime_ms),
+    how many were left out); `listed` itself when nothing was ever forgotten."""
+    if not tables.is_table(FORGOTTEN_TABLE):
+        return listed, 0
+    forgotten = tables.read(FORGOTTEN_TABLE).select(*INDEX_COLUMNS)
+    n = listed.join(forgotten, list(INDEX_COLUMNS), "left_semi").count()
+    if n:
+        log.info("leaving out %d image(s) removed by `orchard forget`", n)
+    return (listed.join(forgotten, list(INDEX_COLUMNS), "left_anti"), int(n)) if n else (listed, 0)
+
+
+def committed_index(tables: OutputTables, version: Optional[int] = None):
+    """DataFrame(path, size, mtime_ms) of the images the tables hold (at `version` of the
+    features table; the errors table as it is): every featurized image and every decode failure."""
     from pyspark.sql import functions as F
 
-    for paths in path_chunks:
+    features = tables.read(FEATURES_DIR, version).select(*INDEX_COLUMNS)
+    errors = tables.read(ERRORS_DIR, schema=ERRORS_SCHEMA).where(F.col("size").isNotNull()).select(*INDEX_COLUMNS)
+    return features.unionByName(errors.join(features.select("path"), "path", "left_anti"))
+
+
+def _index_of_read(listed, unread):
+    """DataFrame(path, size, mtime_ms) of the listed images the run read (not `unread`): the
+    error rows of these carry their size and mtime_ms, so the next update does not retry them."""
+    return listed.join(unread, "path", "left_anti") if unread is not None else listed
+
+
+def _staged_table(tables: OutputTables, growing: bool, model: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The staged chunks of a killed run, for an --update or --resume with the same model:
+    {"rows": DataFrame, "chunks": commits}; None otherwise (a full run removes them)."""
+    if not tables.is_table(STAGED_TABLE):
+        return None
+    state = tables.state(STAGED_TABLE) if growing else None
+    same = state is not None and all(state.model.get(key) == model.get(key) for key in ("sha256", "input", "output"))
+    if not same:
+        log.info("removing the staged chunks of an earlier run (%s)", "a full run" if not growing else "another model")
+        tables.remove(STAGED_TABLE)
+        return None
+    chunks_ = sum(1 for entry in state.history if entry["operation"] == "WRITE")
+    return {"rows": tables.read(STAGED_TABLE), "chunks": chunks_}
+
+
+def _featurize_in_chunks(spark, featurizer, listing, listed, path_chunks: Iterator[List[str]], tables: OutputTables,
+                         metadata: Dict[str, Any], partitions: int) -> None:
+    """Featurize each chunk of paths; each chunk's rows (with the listed size and mtime_ms) are
+    one commit of the staged table, so that a killed run loses at most the chunk in flight."""
+    from pyspark.sql import functions as F
+
+    for number, paths in enumerate(path_chunks):
         rows = _featurized(spark, featurizer, listing, partitions, paths)
         # the size and mtime as listed (what the next run compares); broadcast: the features are not shuffled
-        rows = rows.join(F.broadcast(listed), "path")
-        folder = f"{STAGED_DIR}/{run_id}-{len(staged):05d}"
-        rows.write.parquet(commits.child(folder))
-        staged.append(folder)
-        previous = commits.write(_in_progress(previous, run_id, staged), previous)
+        tables.append(STAGED_TABLE, rows.join(F.broadcast(listed), "path"), {**metadata, "chunk": number})
         kill_point("featurize")
-    return previous
+
+
+def _featurized_in_one_go(spark, featurizer, listing, listed, todo, n_todo: int, partitions: int):
+    """The featurizer's rows (with the listed size and mtime_ms) of every readable image
+    (`todo` None: a first run) or of `todo`'s paths (at most a chunk: collected); None when
+    there is nothing to do."""
+    from pyspark.sql import functions as F
+
+    if todo is not None and n_todo == 0:
+        return None
+    paths = [row["path"] for row in todo.select("path").collect()] if todo is not None else None
+    rows = _featurized(spark, featurizer, listing, partitions, paths)
+    return rows.join(F.broadcast(listed), "path", "left")
 
 
 def _featurized(spark, featurizer, listing, partitions: int, paths: Optional[List[str]] = None):
@@ -367,43 +456,38 @@ def _featurized(spark, featurizer, listing, partitions: int, paths: Optional[Lis
     return featurizer.copy({featurizer.inputCol: column}).transform(images).drop(LOCATION_COLUMN)
 
 
-def _staged_rows(spark, commits: CommitLog, staged: List[str], listed):
-    """The staged chunks' rows still true of the files (same size and mtime as listed now), or None."""
-    from pyspark import StorageLevel
+def _staged_rows(tables: OutputTables, listed):
+    """The staged chunks' rows still true of the files (same size and mtime as listed now, one
+    per path), or None."""
     from pyspark.sql import functions as F
 
-    if not staged:
+    if not tables.is_table(STAGED_TABLE):
         return None
-    rows = read_parquet(spark, commits, staged, None).join(F.broadcast(listed), ["path", "size", "mtime_ms"], "left_semi")
-    return rows.drop("size", "mtime_ms").persist(StorageLevel.MEMORY_AND_DISK)
+    rows = tables.read(STAGED_TABLE).join(F.broadcast(listed), ["path", "size", "mtime_ms"], "left_semi")
+    return rows.dropDuplicates(["path"])
 
 
-def _features_table(spec, pca: Optional[VariancePCAModel], ok, kept, refit: bool):
-    """(the kept features/ files left as they are, the rows to write or None): the new rows
-    (and the kept rows that must be rewritten: all of them after a PCA refit, else those
-    sharing a file with a removed or changed image) projected with `pca`, in FEATURE_COLUMNS."""
+def _features_change(spec, pca: Optional[VariancePCAModel], ok, kept, refit: bool):
+    """(rows to write, paths to delete or None, replace the table?): a full run or a PCA refit
+    replaces the table with every row (new and kept) projected with `pca`; an update adds the
+    new rows, projected with the kept PCA, and deletes the rows of removed or changed images."""
     from pyspark.sql import functions as F
 
-    feature_files = list(kept["features"]) if kept and not refit else []
     parts = [ok.select(*[c for c in FEATURE_COLUMNS if c not in ("pca", "model")])] if ok is not None else []
-    if kept and (refit or kept["rewrite"]):
-        parts.append(kept["rows"] if refit else kept["rewrite_rows"])
-    if not parts:
-        return feature_files, None
+    replace = kept is None or refit
+    if kept is not None and refit:
+        parts.append(kept["rows"].drop("pca", "model"))
+    if not parts:  # nothing featurized: an empty frame of the table's columns
+        parts = [kept["rows"].drop("pca", "model").limit(0)] if kept is not None else []
     table = parts[0]
     for part in parts[1:]:
         table = table.unionByName(part)
     table = pca.transform(table) if pca else table.withColumn("pca", F.lit(None).cast("array<float>"))
-    table = same_schema_as_before(table, pca is not None)
-    return feature_files, table.withColumn("model", F.lit(spec.name)).select(*FEATURE_COLUMNS)
-
-
-def _in_progress(previous: Optional[Commit], run_id: str, staged: List[str]) -> Commit:
-    """A commit that keeps the previous live view and records the staged chunks of `run_id`."""
-    base = previous or Commit()
-    return Commit(run_id=base.run_id, complete=base.complete, files=base.files, pca_model=base.pca_model,
-                  model=base.model, staged_run=run_id, staged=list(staged), history=base.history,
-                  extra_files=base.extra_files)
+    table = same_schema_as_before(table, pca is not None).withColumn("model", F.lit(spec.name)).select(*FEATURE_COLUMNS)
+    deletes = None
+    if kept is not None and not replace:
+        deletes = kept["stale"].join(table.select("path"), "path", "left_anti")
+    return table, deletes, replace
 
 
 def _featurize_stats(featurized) -> Dict[str, Any]:
@@ -420,41 +504,18 @@ def _featurize_stats(featurized) -> Dict[str, Any]:
     ).first().asDict()
 
 
-def _kept_rows(spark, commits: CommitLog, base: Commit, listed) -> Dict[str, Any]:
-    """The base run's rows still true of the input (same path, size and mtime): its feature
-    files to keep as they are, the rows to rewrite from files that also hold a removed or
-    changed path, its error rows (decode failures; the listing's problems are recomputed) and counts."""
-    from pyspark.sql import functions as F
-
-    index = read_parquet(spark, commits, base.files["index"], INDEX_SCHEMA)
-    same = index.join(listed, ["path", "size", "mtime_ms"], "left_semi").select("path")
-    gone = index.select("path").join(same, "path", "left_anti")
-    features = read_parquet(spark, commits, base.files[FEATURES_DIR], None)
-    names = {commits.child(name): name for name in base.files[FEATURES_DIR]}
-    with_file = features.withColumn("_file", F.input_file_name())
-    touched = {_relative_name(uri, names) for uri in files_holding(with_file, gone)}
-    untouched = [name for name in base.files[FEATURES_DIR] if name not in touched]
-    rows = features.join(F.broadcast(same), "path", "left_semi").drop("pca", "model")
-    rewrite_rows = read_parquet(spark, commits, sorted(touched), None).join(F.broadcast(same), "path", "left_semi") \
-        .drop("pca", "model") if touched else None
-    errors = read_parquet(spark, commits, base.files[ERRORS_DIR], "path string, label string, split string, error string")
-    return {"features": untouched, "rewrite": bool(touched), "rewrite_rows": rewrite_rows, "rows": rows,
-            "errors": errors.join(same, "path", "left_semi"), "count": rows.count()}
+def _kept_rows(tables: OutputTables, base: TableState, listed) -> Dict[str, Any]:
+    """The base version's rows still true of the input (same path, size and mtime): `rows`,
+    their `count`, the error rows to keep (decode failures; the listing's problems are
+    recomputed), and `stale`: DataFrame(path) of the rows of removed or changed images."""
+    features = tables.read(FEATURES_DIR, base.version)
+    rows = features.join(listed, list(INDEX_COLUMNS), "left_semi")
+    stale = features.select("path").join(rows.select("path"), "path", "left_anti")
+    errors = tables.read(ERRORS_DIR, schema=ERRORS_SCHEMA).join(listed, list(INDEX_COLUMNS), "left_semi")
+    return {"rows": rows, "count": rows.count(), "errors": errors, "stale": stale}
 
 
-def _relative_name(uri: str, names: Dict[str, str]) -> str:
-    from urllib.parse import unquote, urlparse
-
-    if uri in names:
-        return names[uri]
-    path = unquote(urlparse(uri).path)
-    for full, name in names.items():
-        if unquote(urlparse(full).path) == path:
-            return name
-    raise OrchardError(f"internal: {uri} is not a committed file")
-
-
-def _pca_for(spark, config: RunConfig, commits: CommitLog, output, base: Optional[Commit], ok, n_new: int, kept,
+def _pca_for(spark, config: RunConfig, tables: OutputTables, base: Optional[TableState], ok, n_new: int, kept,
              spec, sha256: str, run_id: str):
     """(model or None, its folder name, fitted now?): --pca-model, the base run's model, or a
     new fit (first run, --refit-pca, or a base without a model) on every kept and new row."""
@@ -463,9 +524,9 @@ def _pca_for(spark, config: RunConfig, commits: CommitLog, output, base: Optiona
 
     if config.pca_model:  # projects every row; saved in this output too (self-contained)
         model = load_pca_model(spark, config.pca_model, spec.feature_dim, spec.name)
-        return model, pca_model_name(output.storage, commits, run_id), True
+        return model, pca_model_name(tables, run_id), True
     if base and base.pca_model and not config.refit_pca:
-        model = load_pca_model(spark, output.uri, spec.feature_dim, spec.name)
+        model = load_pca_model(spark, tables.uri, spec.feature_dim, spec.name, version=base.version)
         return model, base.pca_model, False
     parts = ([ok.select("features")] if ok is not None else []) + ([kept["rows"].select("features")] if kept else [])
     rows = parts[0].unionByName(parts[1]) if len(parts) == 2 else (parts[0] if parts else None)
@@ -473,10 +534,10 @@ def _pca_for(spark, config: RunConfig, commits: CommitLog, output, base: Optiona
     if n < 2:
         log.warning("PCA skipped: it needs at least 2 featurized images, got %d", n)
         return None, None, True
-    if kept:  # rows read back from Parquet carry no model metadata: tag them like the featurizer's
+    if kept:  # rows read back from the table carry no model metadata: tag them like the featurizer's
         rows = rows.withColumn("features", rows["features"].alias("features", metadata=features_metadata(spec, sha256)))
     model = VariancePCA(variance=config.pca_variance, k=config.pca_k).fit(rows)
-    return model, pca_model_name(output.storage, commits, run_id), True
+    return model, pca_model_name(tables, run_id), True
 
 
 def same_schema_as_before(table, projected: bool):
@@ -493,16 +554,12 @@ def same_schema_as_before(table, projected: bool):
     return table
 
 
-def _write_errors_and_index(timer: StageTimer, spark, output: Output, commits: CommitLog, errors,
-                            index) -> Tuple[List[str], int, List[str]]:
-    """Write the error rows and the index (stage write_errors): (error files, error rows
-    written, index files). The error rows are counted as read back from their files, for the
-    run's reconciliation."""
+def _write_errors(timer: StageTimer, tables: OutputTables, errors, metadata: Dict[str, Any]) -> Tuple[int, int]:
+    """Replace the errors table with `errors` (stage write_errors): (rows committed, as read
+    back from the table for the run's reconciliation; the table's new version)."""
     with timer.stage(names.STAGE_WRITE_ERRORS):
-        error_files = write_parts(errors.coalesce(1), output.storage, commits, ERRORS_DIR)
-        n_errors = read_parquet(spark, commits, error_files, "path string").count() if error_files else 0
-        index_files = write_parts(index.coalesce(1), output.storage, commits, INDEX_DIR)
-    return error_files, int(n_errors), index_files
+        tables.overwrite(ERRORS_DIR, errors.select(*ERROR_COLUMNS).coalesce(1), metadata)
+        return int(tables.read(ERRORS_DIR).count()), tables.state_version(ERRORS_DIR)
 
 
 def _write_pca_model(timer: StageTimer, pca_model, uri: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from orchard.spark.classarchive import ClassArchive, class_archive
+from orchard.spark.delta import with_delta
 from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def create_session(
     conf = base_conf(arrow_batch_rows, on_this_machine, loopback_cluster=is_loopback_cluster(master))
     conf.update({f"spark.executorEnv.{name}": value for name, value in forced_locale.items()})
     conf.update(extra_conf or {})
+    conf = with_delta(conf, jars=launches_jvm())
     archive = _class_archive_for_new_jvm(class_archive_name, java_major, conf) if class_archive_name else None
     try:
         spark = _get_or_create(app_name, master, with_class_archive(conf, archive))
@@ -183,11 +185,16 @@ def _get_or_create(app_name: str, master: Optional[str], conf: Dict[str, str]):
         raise OrchardError(f"could not start Spark (master {master}): {first_line}") from None
 
 
-def _class_archive_for_new_jvm(name: str, java_major: int, conf: Dict[str, str]) -> Optional[ClassArchive]:
-    """The class archive when this call launches the JVM itself (not reused, not spark-submit)."""
+def launches_jvm() -> bool:
+    """True when a new session would launch its own JVM (none running, not under spark-submit)."""
     from pyspark import SparkContext
 
-    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+    return SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+
+
+def _class_archive_for_new_jvm(name: str, java_major: int, conf: Dict[str, str]) -> Optional[ClassArchive]:
+    """The class archive when this call launches the JVM itself (not reused, not spark-submit)."""
+    if not launches_jvm():
         return None
     return class_archive(name, java_executable() or "java", java_major, conf)
 

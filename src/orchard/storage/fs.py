@@ -91,6 +91,16 @@ def is_hidden(relative: str) -> bool:
     return any(part.startswith(HIDDEN_PREFIXES) for part in relative.split("/"))
 
 
+TABLE_FOLDERS = ("_delta_log", "_orchard")  # an output's Delta logs and orchard's own tables: copied whole
+
+
+def is_copied(relative: str) -> bool:
+    """What push and pull copy: the files Spark sees, plus Delta's logs and orchard's tables
+    (`features/_delta_log/...`, `_orchard/...`), so that a copied output is the same tables;
+    never checksum or temporary files (`.x.crc`, `.x.part`)."""
+    return not any(part.startswith(HIDDEN_PREFIXES) and part not in TABLE_FOLDERS for part in relative.split("/"))
+
+
 def is_local(uri: str) -> bool:
     """A plain path, a `file:` URI, or a Windows drive letter."""
     scheme = urlparse(uri).scheme

@@ -30,7 +30,7 @@ from orchard.storage.fs import (
     Storage,
     error_reason,
     file_digests,
-    is_hidden,
+    is_copied,
     is_local,
     join,
     split_uri,
@@ -76,7 +76,7 @@ def local_files(root: Path) -> Tuple[List[LocalFile], int]:
             relative = path.relative_to(root).as_posix()
             if not path.is_file():
                 continue
-            if is_hidden(relative):
+            if not is_copied(relative):
                 hidden += 1
             else:
                 found.append(LocalFile.of(path, relative))
@@ -188,7 +188,7 @@ def pull(target: StorageTarget, local_dir: str, jobs: int = DEFAULT_JOBS,
         listed = target.list()
         if not listed:
             raise OrchardError(f"nothing to pull: no files under {target.uri}")
-        remote = {name: info for name, info in listed.items() if not is_hidden(name)}
+        remote = {name: info for name, info in listed.items() if is_copied(name)}
         todo = []
         for name, info in sorted(remote.items()):
             local = folder.joinpath(*name.split("/"))

@@ -1,0 +1,1 @@
+"""The output as tables: Delta Lake tables written through Spark, read by any engine."""
