@@ -9,7 +9,7 @@ from orchard.errors import OrchardError
 
 def _features(spark, path, rows):
     spark.createDataFrame(rows, "path string, label string, split string, pca array<float>") \
-        .write.mode("overwrite").parquet(str(path))
+        .write.mode("overwrite").format("delta").save(str(path))
     return str(path)
 
 

@@ -119,7 +119,7 @@ def test_classes_with_few_images_are_reported_not_silently_dropped(spark, sample
     features = spark.read.format("delta").load(str(sample_run / "features"))
     walnut_training = (F.col("label") == "Walnut") & (F.col("split") == "Training")
     few = features.where(walnut_training).orderBy("path").limit(2)
-    features.where(~walnut_training).unionByName(few).write.parquet(str(run / "features"))
+    features.where(~walnut_training).unionByName(few).write.format("delta").save(str(run / "features"))
 
     result = train(spark, TrainConfig(run=str(run), output=str(tmp_path / "model"), reg_params=(1e-3,), folds=2,
                                       model_path=str(MODEL_FILE)))

@@ -86,7 +86,8 @@ def test_nothing_is_lost(messy_run, messy_dataset):
     record = json.loads((output / "run.json").read_text())
     counts = record["counts"]
     on_disk = sum(1 for p in messy_dataset.rglob("*") if p.is_file())
-    assert counts == {"found": on_disk, "images": on_disk - 2, "featurized": GOOD + 4, "errors": 5, "ignored": 2}
+    assert counts == {"found": on_disk, "images": on_disk - 2, "featurized": GOOD + 4, "errors": 5, "ignored": 2,
+                      "forgotten": 0}
     assert sorted(record["ignored_files"]) == ["Test/Lemon/labels.csv", "notes.txt"]
     featurized = set(table_of(output, "features").column("path").to_pylist())
     assert {"Test/Lemon/UPPER CASE.JPG", "Test/Lemon/odd+name %20 é.jpeg", "Test/Lemon/alpha.png",
@@ -119,7 +120,8 @@ def test_files_removed_or_emptied_after_the_listing_are_error_rows(spark, sample
     output = tmp_path / "out"
     record = orchard.run(orchard.RunConfig(input=str(tmp_path / "data"), output=str(output), model_path=str(model_file),
                                            pca_k=1), spark=spark)
-    assert dataclasses.asdict(record.counts) == {"found": 4, "images": 4, "featurized": 2, "errors": 2, "ignored": 0}
+    assert dataclasses.asdict(record.counts) == {"found": 4, "images": 4, "featurized": 2, "errors": 2, "ignored": 0,
+                                                     "forgotten": 0}
     table = table_of(output, "errors").to_pydict()
     errors = dict(zip(table["path"], table["error"]))
     assert "could not read" in errors[f"Training/Banana/{gone.name}"] and "FileNotFoundError" in errors[

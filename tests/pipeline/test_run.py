@@ -32,7 +32,7 @@ def sample_run(shared_sample_run):
 def test_counts_reconcile_and_match_the_dataset(sample_run):
     output, record = sample_run
     counts = record.to_dict()["counts"]
-    assert counts == {"found": 1920, "images": 1920, "featurized": 1920, "errors": 0, "ignored": 0}
+    assert counts == {"found": 1920, "images": 1920, "featurized": 1920, "errors": 0, "ignored": 0, "forgotten": 0}
     on_disk = json.loads((output / "run.json").read_text())
     assert on_disk == json.loads(json.dumps(record.to_dict()))  # run.json is the record, key for key
     assert list(on_disk) == RUN_JSON_KEYS

@@ -20,6 +20,8 @@ FIRST = (  # fresh-machine CI of 2026-12-07, one process: seconds per group
     "tests/test_container.py",  # 174 s: debootstrap + buildah, mostly downloads (overlaps the rest)
     "cluster",  # 657 s in three clusters: one local cluster (Spark standalone, SeaweedFS, HDFS)
     "tests/pipeline/test_commit.py",  # 120 s: driver JVMs killed and started again
+    "tests/table/test_forget.py",  # ~180 s (estimate, 2026-12-08): runs, forgets, a vacuum, killed forgets
+    "tests/table/test_convert_and_concurrency.py",  # ~110 s: the released code's run, two runs at once
     "tests/test_fresh_machine.py",  # 96 s: a wheel into a new virtual environment, the demo
     "tests/test_api.py",  # 84 s
     "tests/cloud/test_node_set.py",  # 68 s: the Python 3.9 node set runs the pipeline

@@ -56,7 +56,8 @@ def test_spark_submit_of_the_entry_script_runs_orchard_run(tmp_path, sample_dir,
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout[result.stdout.index("{"):])  # what the step's stdout log holds
     record = json.loads((output / RUN_RECORD).read_text())
-    assert record["counts"] == {"found": 18, "images": 18, "featurized": 18, "errors": 0, "ignored": 0}
+    assert record["counts"] == {"found": 18, "images": 18, "featurized": 18, "errors": 0, "ignored": 0,
+                                "forgotten": 0}
     assert summary["counts"] == record["counts"]
     assert record["pca"]["k"] == 3
     assert record["master"] == "local[2]"  # spark-submit's master, not orchard's default

@@ -174,7 +174,8 @@ def predict(spark, config: PredictConfig) -> Dict[str, Any]:
         "input": listing.root_uri,
         "output": output.uri,
         "model": {"dir": str(model_dir.resolve()), "sha256": spec.sha256, "classes": len(classes)},
-        "counts": {**{("predicted" if k == "featurized" else k): v for k, v in asdict(counts).items()}},
+        "counts": {("predicted" if k == "featurized" else k): v for k, v in asdict(counts).items()
+                   if k != "forgotten"},  # predictions have no erasure record
         "ignored_files": listing.ignored,
         "accuracy": {"rows_with_known_label": known,
                      "accuracy": round(int(stats["right"] or 0) / known, 6) if known else None},
