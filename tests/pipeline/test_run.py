@@ -19,6 +19,7 @@ RUN_JSON_KEYS = [  # run.json's keys, in order, as they were before the RunRecor
     "orchard_version", "started_at", "input", "output", "counts", "ignored_files", "model", "pca",
     "partitions", "cores", "seconds", "stage_started_at", "udf_seconds", "master", "executors",
     "spark", "versions", "config", "history",  # history: added by runs that grow
+    "table",  # the Delta table versions the run committed
 ]
 
 

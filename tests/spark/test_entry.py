@@ -21,6 +21,14 @@ from orchard.cloud.layout import Layout
 from orchard.names import FEATURES_DIR, RUN_RECORD
 
 
+def delta_jars_for_submit() -> str:
+    """Delta's jars for a spark-submit of this machine's pyspark (on EMR, delta-defaults puts the
+    cluster's own on the classpath: orchard.cloud.emr)."""
+    from orchard.spark.delta import delta_jars
+
+    return ",".join(str(path) for path in delta_jars())
+
+
 def spark_submit_binary() -> str:
     import pyspark
 
@@ -47,7 +55,7 @@ def test_spark_submit_of_the_entry_script_runs_orchard_run(tmp_path, sample_dir,
     output = tmp_path / "out"
     command = spark_submit_args(str(ENTRY_SCRIPT), orchard_run_args(str(data), str(output), str(model_file),
                                                                     ["--pca-k", "3"]),
-                                master="local[2]", conf={"spark.ui.enabled": "false"})
+                                master="local[2]", conf={"spark.ui.enabled": "false", "spark.jars": delta_jars_for_submit()})
     command[0] = spark_submit_binary()
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
            "PYSPARK_DRIVER_PYTHON": sys.executable}

@@ -14,7 +14,7 @@ import pytest
 from orchard.cloud.artifacts import ENTRY_SCRIPT
 from orchard.cloud.emr import orchard_run_args, spark_submit_args
 from orchard.spark.eventlog import event_log_conf, expected_log_path, launched_by_spark_submit
-from tests.spark.test_entry import spark_submit_binary
+from tests.spark.test_entry import delta_jars_for_submit, spark_submit_binary
 
 
 @pytest.fixture
@@ -76,6 +76,7 @@ def test_spark_submit_keeps_the_submitted_event_log_settings(tmp_path, sample_di
     command = spark_submit_args(
         str(ENTRY_SCRIPT), orchard_run_args(str(data), str(output), str(model_file), ["--pca-k", "2"]),
         master="local[2]", conf={"spark.ui.enabled": "false", "spark.eventLog.enabled": "true",
+                                 "spark.jars": delta_jars_for_submit(),
                                  "spark.eventLog.dir": cluster_events.as_uri()})
     command[0] = spark_submit_binary()
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_CONF_DIR", "SPARK_HOME")}
