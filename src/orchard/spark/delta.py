@@ -94,13 +94,10 @@ def with_delta(conf: Dict[str, str], jars: bool) -> Dict[str, str]:
 
 
 def has_delta(spark) -> bool:
-    """True when `spark`'s JVM can load Delta's classes and its SQL extension is on."""
-    from py4j.java_gateway import JavaClass
+    """True when `spark`'s session has Delta's SQL extension on (orchard's sessions do).
 
-    try:  # py4j finds classes through the thread's context class loader, which holds spark.jars
-        found = isinstance(spark.sparkContext._jvm.io.delta.tables.DeltaTable, JavaClass)
-    except Exception:  # py4j errors
-        return False
-    if not found:
-        return False
+    The classes are not probed through py4j: on Spark 4 that probe loads Delta's classes in a
+    class loader without Spark's, and the NoClassDefFoundError ends py4j's connection. A session
+    whose jars are missing fails at its first table operation (Spark's DATA_SOURCE_NOT_FOUND).
+    """
     return "DeltaSparkSessionExtension" in (spark.conf.get("spark.sql.extensions", "") or "")
