@@ -26,7 +26,7 @@ from orchard.errors import OrchardError
 from orchard.names import FEATURES_DIR
 from orchard.pipeline.sessions import bind, child_session
 from orchard.spark.delta import USER_METADATA_CONF, has_delta
-from orchard.storage.fs import Storage, join
+from orchard.storage.fs import Storage, error_reason, join
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ def read_table(spark, table_uri: str, version: Optional[int] = None):
     try:
         return reader.load(table_uri)
     except AnalysisException as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OrchardError(f"{table_uri}: not a readable Delta table ({first})") from None
+        raise OrchardError(f"{table_uri}: not a readable Delta table ({error_reason(error)})") from None
 
 
 class OutputTables:

@@ -27,6 +27,7 @@ from orchard.pipeline.grow import bookkeeping_partitions
 from orchard.pipeline.killpoints import kill_point, new_run_id
 from orchard.pipeline.load import planned_cores
 from orchard.pipeline.sessions import child_session
+from orchard.storage.fs import error_reason
 from orchard.table.delta import ERRORS_SCHEMA, FORGOTTEN_TABLE, INDEX_COLUMNS, OutputTables
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,6 @@ def vacuum(tables: OutputTables, retain_hours: float) -> None:
         for name in (FEATURES_DIR, ERRORS_DIR):
             tables.vacuum(name, retain_hours)
     except Exception as error:  # py4j / AnalysisException: Delta's retention check
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OrchardError(f"vacuum refused by Delta: {first}") from None
+        raise OrchardError(f"vacuum refused by Delta: {error_reason(error)}") from None
     finally:
         tables.spark.conf.unset(RETENTION_CHECK_CONF)

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from orchard.errors import OrchardError
 from orchard.names import FEATURES_DIR
-from orchard.storage.fs import S3Settings, Storage, is_local, join, local_path, split_uri
+from orchard.storage.fs import S3Settings, Storage, error_reason, is_local, join, local_path, split_uri
 from orchard.table.delta import orchard_metadata
 
 Version = Union[int, str, dt.datetime, None]  # a version number, an ISO 8601 time, or None: the newest
@@ -58,8 +58,7 @@ def open_table(uri: str, table: str = FEATURES_DIR, version: Version = None, sto
     except TableNotFoundError:
         raise OrchardError(f"{target}: no Delta table there (not an orchard output, or no finished run yet)") from None
     except (DeltaError, OSError, ValueError) as error:  # delta-rs: a version not in the log, a store it cannot reach
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OrchardError(f"{target}: {first}") from None
+        raise OrchardError(f"{target}: {error_reason(error)}") from None
     return delta
 
 
